@@ -1,0 +1,175 @@
+"""The ``fgdiscover`` command: thin click commands over library functions.
+
+Every command parses its options, calls one library function and prints where the
+results went. Mistakes in the input (a missing folder, a bad CSV, an unreadable
+checkpoint) end in a one-line ``Error: ...`` and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+
+import click
+
+from .errors import FGDError
+
+
+class UserError(click.ClickException):
+    """One-line error with exit status 2 (click's own usage errors also exit with 2)."""
+
+    exit_code = 2
+
+
+def user_errors(fn):
+    """Turn FGDError and OS errors into one-line messages."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except FGDError as e:
+            raise UserError(str(e)) from None
+        except OSError as e:  # disk full, permission denied: say which file
+            where = f": {e.filename}" if getattr(e, "filename", None) else ""
+            raise UserError(f"{e.strerror or e}{where}") from None
+        except KeyboardInterrupt:
+            click.echo("\ninterrupted; the last checkpoint is kept (continue with --resume)",
+                       err=True)
+            sys.exit(130)
+
+    return wrapper
+
+
+def _device_default_preset(device) -> str:
+    from .train.gan import pick_device
+
+    return "paper" if pick_device(device).type == "cuda" else "cpu"
+
+
+def _list_skipped(dataset, run_dir: Path | None = None) -> None:
+    if not dataset.skipped:
+        return
+    click.echo(f"skipped {len(dataset.skipped)} unusable file(s):", err=True)
+    for f, why in dataset.skipped[:10]:
+        click.echo(f"  {f}: {why}", err=True)
+    if len(dataset.skipped) > 10:
+        click.echo(f"  ... and {len(dataset.skipped) - 10} more", err=True)
+    if run_dir is not None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "skipped.txt").write_text(
+            "".join(f"{f}\t{why}\n" for f, why in dataset.skipped))
+        click.echo(f"  (full list in {run_dir / 'skipped.txt'})", err=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="fgdiscover")
+def cli():
+    """fgdiscover: find the fine-grained categories hidden in a folder of images."""
+
+
+@cli.command()
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--parents", default=4, show_default=True, help="Number of shape families.")
+@click.option("--children-per-parent", default=3, show_default=True,
+              help="Appearances per shape family.")
+@click.option("--n", "n", default=2000, show_default=True, help="Number of images.")
+@click.option("--size", default=64, show_default=True, help="Image side in pixels.")
+@click.option("--seed", default=0, show_default=True)
+@user_errors
+def synth(out, parents, children_per_parent, n, size, seed):
+    """Write a synthetic hierarchical data set (shape = parent, appearance = child)."""
+    from .data.synthetic import make_synthetic
+
+    s = make_synthetic(out, n_parent=parents, children_per_parent=children_per_parent, n=n,
+                       size=size, seed=seed, progress=True)
+    click.echo(f"wrote {len(s.files)} images to {s.root / 'images'}")
+    click.echo(f"labels: {s.root / 'labels.csv'}  boxes: {s.root / 'bboxes.csv'}")
+
+
+def resolve_gan_config(preset_name, device, **overrides):
+    from .train.config import preset
+
+    return preset(preset_name or _device_default_preset(device)).replace(**overrides)
+
+
+@cli.command()
+@click.argument("data", type=click.Path(path_type=Path))
+@click.option("--out", "run_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Run directory (config.json, log.jsonl, checkpoints/).")
+@click.option("--preset", type=click.Choice(["paper", "cpu", "tiny"]),
+              help="Settings preset; default 'paper' on a GPU, 'cpu' otherwise.")
+@click.option("--n-parent", type=int, help="Number of parent (shape) codes.")
+@click.option("--n-child", type=int, help="Number of child (appearance) codes.")
+@click.option("--iters", type=int, help="Training iterations in total.")
+@click.option("--batch-size", type=int)
+@click.option("--resolution", type=click.Choice(["16", "32", "64", "128", "256"]))
+@click.option("--bboxes", type=click.Path(dir_okay=False, path_type=Path),
+              help="CSV file,x,y,w,h of object boxes (default: DATA/bboxes.csv if present).")
+@click.option("--no-bboxes", is_flag=True, help="Ignore DATA/bboxes.csv.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
+@click.option("--seed", type=int)
+@click.option("--device", help="torch device, e.g. cpu or cuda:0 (default: cuda if available).")
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Decoded-image cache (default: $FGDISCOVER_CACHE or ~/.cache/fgdiscover).")
+@user_errors
+def train(data, run_dir, preset, n_parent, n_child, iters, batch_size, resolution, bboxes,
+          no_bboxes, resume, seed, device, cache_dir):
+    """Train FineGAN on the images under DATA."""
+    from .pipeline import load_images, train_run
+
+    run_dir = run_dir.resolve()
+    cfg = resolve_gan_config(preset, device, n_parent=n_parent, n_child=n_child, iters=iters,
+                             batch_size=batch_size, seed=seed,
+                             resolution=int(resolution) if resolution else None)
+    if resume:
+        cfg = _resumed_config(run_dir, cfg, iters)
+    ds = load_images(data, cfg.resolution, bboxes=bboxes, no_bboxes=no_bboxes,
+                     cache_dir=cache_dir)
+    _list_skipped(ds, run_dir)
+    click.echo(f"{len(ds)} images from {ds.root} at {cfg.resolution} px "
+               f"({int((~ds.bbox_missing).sum())} with boxes); run: {run_dir}", err=True)
+    ckpt = train_run(ds, run_dir, cfg, resume=resume, device=device)
+    click.echo(f"checkpoint: {ckpt}")
+    click.echo(f"next: fgdiscover generate {run_dir} --out {run_dir / 'grid.png'}")
+
+
+def _resumed_config(run_dir: Path, cfg, iters):
+    """On --resume the run's own config.json wins; only --iters may extend it."""
+    from .train.config import GANConfig
+
+    path = run_dir / "config.json"
+    if not path.is_file():
+        raise FGDError(f"nothing to resume in {run_dir} (no config.json)")
+    import json
+
+    try:
+        saved = GANConfig.from_json(json.loads(path.read_text()))
+    except ValueError as e:
+        raise FGDError(f"cannot read {path}: {e}") from None
+    return saved.replace(iters=iters)
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Main grid PNG (default RUN_DIR/grid.png); the others go beside it.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--device")
+@user_errors
+def generate(run_dir, out, seed, device):
+    """Draw grids that change background, parent or child codes one at a time."""
+    from .generate import write_grids
+
+    paths = write_grids(run_dir, out or Path(run_dir) / "grid.png", seed=seed, device=device)
+    for p in paths:
+        click.echo(str(p))
+
+
+def main():
+    cli(prog_name="fgdiscover")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""Resolved settings of a FineGAN run and the named presets."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import FGDError
+
+
+@dataclass(frozen=True)
+class GANConfig:
+    """Everything that defines a FineGAN training run (saved as config.json).
+
+    Model: ``resolution`` (px), code sizes, noise size, generator / discriminator widths.
+    Optimisation (the paper's unless noted): Adam ``lr``, ``betas``; batch size; ``iters``
+    in total, the last ``hard_negative_iters`` of which form the hard-negative phase (every
+    other step trains on the ``batch_size`` codes, out of ``hard_negative_factor`` times as
+    many, whose child code D_c recognises worst); background loss weight; generator EMA.
+    ``border_band``: for images without a bounding box, the band of this fraction of the
+    side along each edge counts as background for D_b's auxiliary head, the central box as
+    the object (see README, "Without bounding boxes").
+    """
+
+    resolution: int = 32
+    n_parent: int = 4
+    n_child: int = 12
+    z_dim: int = 100
+    ngf: int = 16
+    ndf: int = 16
+    n_res: int = 2
+    batch_size: int = 32
+    iters: int = 3000
+    hard_negative_iters: int = 300
+    hard_negative_factor: int = 10
+    lr: float = 2e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    bg_weight: float = 10.0
+    ema_decay: float = 0.999
+    border_band: float = 0.25
+    checkpoint_every: int = 500
+    log_every: int = 25
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.n_parent < 1 or self.n_child < self.n_parent or self.n_child % self.n_parent:
+            raise FGDError(
+                f"--n-child ({self.n_child}) must be a multiple of --n-parent ({self.n_parent})")
+        if self.resolution not in (16, 32, 64, 128, 256):
+            raise FGDError(f"resolution must be one of 16, 32, 64, 128, 256, got {self.resolution}")
+        if self.iters < 1 or self.batch_size < 2:
+            raise FGDError("iters must be >= 1 and batch size >= 2")
+        if self.hard_negative_iters < 0:
+            raise FGDError("hard_negative_iters must be >= 0")
+        if self.hard_negative_iters > self.iters:
+            # a run shortened with --iters keeps its hard-negative phase at a tenth of it
+            object.__setattr__(self, "hard_negative_iters", self.iters // 10)
+
+    def replace(self, **changes) -> "GANConfig":
+        """A copy with the given fields changed; None values are ignored."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "GANConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise FGDError(f"unknown settings in config: {', '.join(sorted(unknown))}")
+        if "betas" in data:
+            data = {**data, "betas": tuple(data["betas"])}
+        return cls(**data)
+
+    def save(self, path: Path) -> None:
+        Path(path).write_text(json.dumps(self.to_json(), indent=2) + "\n")
+
+
+PRESETS: dict[str, GANConfig] = {
+    # the paper's configuration for CUB (GPU): 128 px, 20 parents, 200 children,
+    # batch 16, ~600 epochs (~440k iterations) and a 1,500-iteration hard-negative phase
+    "paper": GANConfig(resolution=128, n_parent=20, n_child=200, ngf=64, ndf=64, n_res=2,
+                       batch_size=16, iters=441_500, hard_negative_iters=1_500,
+                       checkpoint_every=5_000, log_every=100),
+    # trains a disentangled model on the synthetic set in about 15 minutes on 2 CPU cores
+    # (benchmarks/README.md)
+    "cpu": GANConfig(),
+    # for tests: a few seconds
+    "tiny": GANConfig(resolution=16, n_parent=2, n_child=4, z_dim=8, ngf=4, ndf=4, n_res=1,
+                      batch_size=4, iters=4, hard_negative_iters=2, hard_negative_factor=2,
+                      checkpoint_every=2, log_every=1),
+}
+
+
+def preset(name: str) -> GANConfig:
+    """The preset called ``name``; FGDError naming the choices otherwise."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise FGDError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}") from None
