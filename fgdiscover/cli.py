@@ -167,6 +167,111 @@ def generate(run_dir, out, seed, device):
         click.echo(str(p))
 
 
+@cli.command()
+@click.argument("data", type=click.Path(path_type=Path))
+@click.option("--k", "k", required=True, type=int, help="Number of (child) clusters.")
+@click.option("--k-parent", type=int,
+              help="Number of parent clusters (default: the divisor of k closest to k/10).")
+@click.option("--model", type=click.Path(file_okay=False, path_type=Path),
+              help="A `fgdiscover train` run to use instead of training one on DATA.")
+@click.option("--preset", type=click.Choice(["paper", "cpu", "tiny"]),
+              help="Training preset; default 'paper' on a GPU, 'cpu' otherwise.")
+@click.option("--iters", type=int, help="FineGAN iterations (default: the preset's).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Run directory (default: ./fgdiscover-runs/NNNNN-cluster-<DATA>).")
+@click.option("--labels", type=click.Path(dir_okay=False, path_type=Path),
+              help="CSV file,label[,parent] used only to score the result.")
+@click.option("--labels-from-dirs", is_flag=True,
+              help="Score against the sub-folder of each image.")
+@click.option("--label-column", help="Column of --labels to score against.")
+@click.option("--bboxes", type=click.Path(dir_okay=False, path_type=Path),
+              help="CSV file,x,y,w,h of object boxes (default: DATA/bboxes.csv if present).")
+@click.option("--no-bboxes", is_flag=True, help="Ignore DATA/bboxes.csv.")
+@click.option("--features", type=click.Choice(["child", "embedding", "both"]), default="child",
+              show_default=True, help="What k-means clusters at the child level.")
+@click.option("--overcluster", type=int,
+              help="Also report over-clustering accuracy with up to M clusters per class.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--device")
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path))
+@user_errors
+def cluster(data, k, k_parent, model, preset, iters, out, labels, labels_from_dirs,
+            label_column, bboxes, no_bboxes, features, overcluster, seed, device, cache_dir):
+    """Discover K fine-grained categories among the images under DATA."""
+    from .pipeline import cluster_folder
+
+    if labels and labels_from_dirs:
+        raise UserError("give --labels or --labels-from-dirs, not both")
+    r = cluster_folder(data, k=k, k_parent=k_parent, model=model, preset=preset, out=out,
+                       labels=labels, labels_from_dirs=labels_from_dirs,
+                       label_column=label_column, bboxes=bboxes, no_bboxes=no_bboxes,
+                       seed=seed, iters=iters, device=device, cache_dir=cache_dir,
+                       features=features, overcluster=overcluster,
+                       log=lambda msg: click.echo(msg, err=True))
+    click.echo(f"clustered {r.n_images} images into {r.k} clusters under {r.k_parent} parents"
+               + (f" ({r.skipped} files skipped, listed in {r.run_dir / 'skipped.txt'})"
+                  if r.skipped else ""))
+    if r.metrics:
+        _print_metrics(r.metrics)
+    click.echo(f"assignments: {r.run_dir / 'assignments.csv'}")
+    click.echo(f"clusters:    {r.run_dir / 'clusters.json'}")
+    if r.metrics:
+        click.echo(f"metrics:     {r.run_dir / 'metrics.json'}")
+    click.echo(f"model:       {r.model_dir}")
+
+
+def _print_metrics(m: dict) -> None:
+    for level in ("child", "parent"):
+        if level in m:
+            vals = "  ".join(f"{k}={v:.3f}" for k, v in m[level].items())
+            click.echo(f"{level:>6}: {vals}")
+
+
+@cli.command()
+@click.argument("data", type=click.Path(path_type=Path))
+@click.option("--model", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="A run directory holding a FineGAN (and its encoder, trained if absent).")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--bboxes", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--no-bboxes", is_flag=True)
+@click.option("--batch-size", default=256, show_default=True)
+@click.option("--device")
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path))
+@user_errors
+def embed(data, model, out, bboxes, no_bboxes, batch_size, device, cache_dir):
+    """Write encoder features and parent/child probabilities of the images under DATA."""
+    from .pipeline import embed_folder
+
+    e = embed_folder(data, model, out, bboxes=bboxes, no_bboxes=no_bboxes,
+                     batch_size=batch_size, device=device, cache_dir=cache_dir,
+                     log=lambda msg: click.echo(msg, err=True))
+    click.echo(f"embedded {len(e.files)} images ({e.features.shape[1]}-d features) into {out}")
+
+
+@cli.command()
+@click.argument("assignments", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--labels", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--label-column")
+@click.option("--parent-label-column")
+@click.option("--overcluster", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
+@user_errors
+def evaluate(assignments, labels, label_column, parent_label_column, overcluster, as_json):
+    """Score any CSV of file,cluster[,parent_cluster] against labels."""
+    import json
+
+    from .evaluate import evaluate_assignments
+
+    m = evaluate_assignments(assignments, labels, label_column=label_column,
+                             parent_label_column=parent_label_column, overcluster=overcluster)
+    if as_json:
+        click.echo(json.dumps(m, indent=2))
+        return
+    click.echo(f"{m['n_images']} images scored ({m['n_unmatched']} without a label row), "
+               f"{m['n_clusters']} clusters, {m['n_classes']} classes")
+    _print_metrics(m)
+
+
 def main():
     cli(prog_name="fgdiscover")
 

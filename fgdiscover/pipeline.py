@@ -5,10 +5,15 @@ images -> :func:`load_images` (scan, decode cache) -> :func:`train_run` (FineGAN
 
 from __future__ import annotations
 
+import csv
+import dataclasses
+import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from .errors import FGDError
 from .data.folder import ImageFolder
 from .train.config import GANConfig
 from .train.gan import train_gan
@@ -39,3 +44,204 @@ def train_run(dataset: ImageFolder, run_dir, cfg: GANConfig, *, resume=False, de
     """Train FineGAN on a loaded dataset into ``run_dir``; returns the checkpoint path."""
     return train_gan(dataset.images, dataset.bboxes, run_dir, cfg, resume=resume,
                      device=device, progress=progress, stop_after=stop_after)
+
+
+# --------------------------------------------------------------------------- discovery
+# images -> FineGAN (trained unless given) -> encoder -> embeddings -> FAISS k-means
+
+
+def default_k_parent(k: int) -> int:
+    """FineGAN's ratio (20 parents for 200 children): the divisor of k closest to k / 10,
+    at least 2 when k allows it."""
+    divisors = [d for d in range(1, k + 1) if k % d == 0]
+    floor = 2 if k >= 4 else 1
+    return min((d for d in divisors if d >= floor), key=lambda d: (abs(d - k / 10), d))
+
+
+def code_counts(k: int, k_parent: int) -> tuple[int, int]:
+    """FineGAN code sizes for k child / k_parent parent clusters: n_parent = k_parent and
+    n_child = k rounded up to a multiple of it (tied codes need whole families)."""
+    return k_parent, -(-k // k_parent) * k_parent
+
+
+def next_run_dir(base: Path, name: str) -> Path:
+    """A new numbered directory ``base/NNNNN-name`` (never an existing one)."""
+    base.mkdir(parents=True, exist_ok=True)
+    taken = [int(p.name[:5]) for p in base.iterdir() if p.name[:5].isdigit()]
+    return base / f"{max(taken, default=0) + 1:05d}-{name}"
+
+
+@dataclass(frozen=True)
+class ClusterResult:
+    run_dir: Path
+    model_dir: Path
+    n_images: int
+    skipped: int
+    k: int
+    k_parent: int
+    metrics: dict | None
+    trained_gan: bool
+    trained_encoder: bool
+
+
+def cluster_folder(data, *, k: int, k_parent: int | None = None, model=None, preset=None,
+                   out=None, labels=None, labels_from_dirs=False, label_column=None,
+                   bboxes=None, no_bboxes=False, seed: int = 0, iters=None, device=None,
+                   cache_dir=None, features: str = "child", overcluster=None,
+                   progress=True, log=print) -> ClusterResult:
+    """The main job: discover k categories (and k_parent super-categories) under ``data``.
+
+    Without ``model`` a FineGAN is first trained on ``data`` into ``out/model`` (resumed
+    if that folder already holds a partial run) and its encoder trained; with ``model``
+    (a ``fgdiscover train`` run directory) its encoder is reused or trained once and kept
+    there. Writes into ``out``: config.json, embeddings/, assignments.csv, clusters.json,
+    metrics.json (when labels are given).
+    """
+    from .cluster import hierarchical_kmeans, representatives
+    from .embed import embed_images
+    from .train.config import GANConfig, preset as get_preset
+    from .train.encoder import ENCODER, ENCODER_PRESETS, load_encoder, train_encoder
+    from .train.gan import CHECKPOINT, load_finegan, pick_device
+
+    if k < 2:
+        raise FGDError("--k must be at least 2")
+    k_parent = default_k_parent(k) if k_parent is None else k_parent
+    if not 1 <= k_parent <= k:
+        raise FGDError(f"--k-parent must lie between 1 and --k ({k}), got {k_parent}")
+    if features not in FEATURES:
+        raise FGDError(f"unknown features {features!r}; choose from {', '.join(FEATURES)}")
+    dev = pick_device(device)
+    preset_name = preset or ("paper" if dev.type == "cuda" else "cpu")
+    out = Path(out).resolve() if out else next_run_dir(Path.cwd() / "fgdiscover-runs",
+                                                       f"cluster-{Path(data).name or 'data'}")
+    if (out / "assignments.csv").exists():
+        raise FGDError(f"{out} already holds a clustering; choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+
+    if model is None:
+        n_parent, n_child = code_counts(k, k_parent)
+        cfg = get_preset(preset_name).replace(n_parent=n_parent, n_child=n_child, seed=seed,
+                                              iters=iters)
+        model_dir = out / "model"
+    else:
+        model_dir = Path(model).resolve()
+        if not (model_dir / CHECKPOINT).is_file():
+            raise FGDError(f"{model_dir} is not a trained run (no {CHECKPOINT})")
+        cfg = GANConfig.from_json(json.loads((model_dir / "config.json").read_text()))
+    enc_cfg = dataclasses.replace(ENCODER_PRESETS[preset_name], seed=seed)
+    (out / "config.json").write_text(json.dumps({
+        "data": str(Path(data).resolve()), "k": k, "k_parent": k_parent, "seed": seed,
+        "features": features, "preset": preset_name, "model": str(model_dir),
+        "gan": cfg.to_json(), "encoder": dataclasses.asdict(enc_cfg),
+        "labels": str(labels) if labels else ("from-dirs" if labels_from_dirs else None),
+        "device": str(dev)}, indent=2) + "\n")
+
+    ds = load_images(data, cfg.resolution, bboxes=bboxes, no_bboxes=no_bboxes, labels=labels,
+                     labels_from_dirs=labels_from_dirs, label_column=label_column,
+                     cache_dir=cache_dir, progress=progress)
+    if len(ds) < k:
+        raise FGDError(f"only {len(ds)} usable images for --k {k}")
+    log(f"{len(ds)} images from {ds.root} at {cfg.resolution} px "
+        f"({int((~ds.bbox_missing).sum())} with boxes), {len(ds.skipped)} skipped")
+
+    trained_gan = model is None and not _finished(model_dir, cfg)
+    if trained_gan:
+        log(f"training FineGAN ({preset_name} preset, {cfg.n_parent} parent / "
+            f"{cfg.n_child} child codes, {cfg.iters} iterations) into {model_dir}")
+        train_run(ds, model_dir, cfg, resume=(model_dir / CHECKPOINT).exists(), device=dev,
+                  progress=progress)
+    gan, cfg, _ = load_finegan(model_dir, dev)
+    enc_path = model_dir / ENCODER
+    trained_encoder = not enc_path.exists()
+    if trained_encoder:
+        log(f"training the inverse encoder into {enc_path}")
+        encoder = train_encoder(gan, enc_path, enc_cfg, real_images=ds.images, device=dev,
+                                progress=progress)
+    else:
+        encoder = load_encoder(enc_path, dev)
+    emb = embed_images(encoder, ds.images, ds.files, out / "embeddings", device=dev,
+                       progress=progress)
+
+    child_x, parent_x = FEATURES[features](emb)
+    res = hierarchical_kmeans(child_x, parent_x, k=k, k_parent=k_parent, seed=seed,
+                              n_init=5, normalize=True)
+    _write_assignments(out / "assignments.csv", ds.files, res)
+    reps = representatives(child_x, res.child, n=8)
+    sizes = np.bincount(res.child, minlength=k)
+    clusters = [{"cluster": int(c), "parent_cluster": int(res.child_to_parent[c]),
+                 "size": int(sizes[c]), "representatives": [ds.files[i] for i in reps.get(c, [])]}
+                for c in range(k)]
+    (out / "clusters.json").write_text(json.dumps(
+        {"k": k, "k_parent": k_parent,
+         "parent_sizes": np.bincount(res.parent, minlength=k_parent).tolist(),
+         "clusters": clusters}, indent=2) + "\n")
+
+    metrics = None
+    if ds.labels is not None:
+        from .evaluate import evaluate_assignments
+
+        labels_csv = labels
+        if labels_csv is None:  # labels from sub-folders or a known data set's annotations
+            labels_csv = out / "labels.csv"
+            _write_csv(labels_csv, ["file", "label"], zip(ds.files, ds.labels))
+        metrics = evaluate_assignments(out / "assignments.csv", labels_csv,
+                                       label_column=label_column, overcluster=overcluster)
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    return ClusterResult(out, model_dir, len(ds), len(ds.skipped), k, k_parent, metrics,
+                         trained_gan, trained_encoder)
+
+
+def embed_folder(data, model, out, *, bboxes=None, no_bboxes=False, batch_size=256,
+                 device=None, cache_dir=None, progress=True, log=print):
+    """Encode the images under ``data`` with the encoder of run ``model`` into ``out``
+    (the encoder is trained and kept in ``model`` first if it has none)."""
+    from .embed import embed_images
+    from .train.encoder import ENCODER, ENCODER_PRESETS, load_encoder, train_encoder
+    from .train.gan import load_finegan, pick_device
+
+    dev = pick_device(device)
+    gan, cfg, _ = load_finegan(model, dev)
+    ds = load_images(data, cfg.resolution, bboxes=bboxes, no_bboxes=no_bboxes,
+                     cache_dir=cache_dir, progress=progress)
+    enc_path = Path(model) / ENCODER
+    if enc_path.exists():
+        encoder = load_encoder(enc_path, dev)
+    else:
+        log(f"training the inverse encoder into {enc_path}")
+        encoder = train_encoder(gan, enc_path, ENCODER_PRESETS["cpu"], real_images=ds.images,
+                                device=dev, progress=progress)
+    return embed_images(encoder, ds.images, ds.files, out, batch_size=batch_size, device=dev,
+                        progress=progress)
+
+
+def _finished(run_dir: Path, cfg: GANConfig) -> bool:
+    """True when ``run_dir`` holds a checkpoint that completed ``cfg.iters`` steps."""
+    log = run_dir / "log.jsonl"
+    if not (run_dir / "checkpoints/last.pt").exists() or not log.exists():
+        return False
+    lines = log.read_text().strip().splitlines()
+    return bool(lines) and json.loads(lines[-1])["step"] >= cfg.iters
+
+
+def _write_csv(path: Path, header, rows) -> None:
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+    tmp.replace(path)
+
+
+def _write_assignments(path: Path, files, res) -> None:
+    _write_csv(path, ["file", "cluster", "parent_cluster", "confidence"],
+               ((f, int(c), int(p), f"{q:.4f}") for f, c, p, q in
+                zip(files, res.child, res.parent, res.child_confidence)))
+
+
+# which embedding columns feed k-means at the child and parent level
+FEATURES = {
+    "child": lambda e: (np.asarray(e.child_probs), np.asarray(e.parent_probs)),
+    "embedding": lambda e: (np.asarray(e.features), np.asarray(e.parent_probs)),
+    "both": lambda e: (np.hstack([e.child_probs, e.features / (
+        np.linalg.norm(e.features, axis=1, keepdims=True) + 1e-8)]), np.asarray(e.parent_probs)),
+}
