@@ -108,25 +108,35 @@ def resolve_gan_config(preset_name, device, **overrides):
 @click.option("--bboxes", type=click.Path(dir_okay=False, path_type=Path),
               help="CSV file,x,y,w,h of object boxes (default: DATA/bboxes.csv if present).")
 @click.option("--no-bboxes", is_flag=True, help="Ignore DATA/bboxes.csv.")
+@click.option("--crop", type=click.Choice(["full", "bbox"]),
+              help="Frame images whole (default) or with FineGAN's 1.5x box crop.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
+@click.option("--faithful", is_flag=True,
+              help="FineGAN's original objective, without fgdiscover's mask constraints.")
 @click.option("--seed", type=int)
 @click.option("--device", help="torch device, e.g. cpu or cuda:0 (default: cuda if available).")
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Decoded-image cache (default: $FGDISCOVER_CACHE or ~/.cache/fgdiscover).")
 @user_errors
 def train(data, run_dir, preset, n_parent, n_child, iters, batch_size, resolution, bboxes,
-          no_bboxes, resume, seed, device, cache_dir):
+          no_bboxes, crop, resume, faithful, seed, device, cache_dir):
     """Train FineGAN on the images under DATA."""
     from .pipeline import load_images, train_run
 
     run_dir = run_dir.resolve()
     cfg = resolve_gan_config(preset, device, n_parent=n_parent, n_child=n_child, iters=iters,
-                             batch_size=batch_size, seed=seed,
+                             batch_size=batch_size, seed=seed, crop=crop,
                              resolution=int(resolution) if resolution else None)
+    if faithful:
+        cfg = cfg.faithful()
     if resume:
         cfg = _resumed_config(run_dir, cfg, iters)
+    else:
+        from .train.gan import ensure_new_run
+
+        ensure_new_run(run_dir)
     ds = load_images(data, cfg.resolution, bboxes=bboxes, no_bboxes=no_bboxes,
-                     cache_dir=cache_dir)
+                     cache_dir=cache_dir, crop=cfg.crop)
     _list_skipped(ds, run_dir)
     click.echo(f"{len(ds)} images from {ds.root} at {cfg.resolution} px "
                f"({int((~ds.bbox_missing).sum())} with boxes); run: {run_dir}", err=True)
@@ -187,16 +197,21 @@ def generate(run_dir, out, seed, device):
 @click.option("--bboxes", type=click.Path(dir_okay=False, path_type=Path),
               help="CSV file,x,y,w,h of object boxes (default: DATA/bboxes.csv if present).")
 @click.option("--no-bboxes", is_flag=True, help="Ignore DATA/bboxes.csv.")
+@click.option("--crop", type=click.Choice(["full", "bbox"]),
+              help="Frame images whole (default) or with FineGAN's 1.5x box crop.")
 @click.option("--features", type=click.Choice(["child", "embedding", "both"]), default="child",
               show_default=True, help="What k-means clusters at the child level.")
 @click.option("--overcluster", type=int,
               help="Also report over-clustering accuracy with up to M clusters per class.")
+@click.option("--faithful", is_flag=True,
+              help="Train with FineGAN's original objective (no mask constraints).")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--device")
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path))
 @user_errors
 def cluster(data, k, k_parent, model, preset, iters, out, labels, labels_from_dirs,
-            label_column, bboxes, no_bboxes, features, overcluster, seed, device, cache_dir):
+            label_column, bboxes, no_bboxes, crop, features, overcluster, faithful, seed, device,
+            cache_dir):
     """Discover K fine-grained categories among the images under DATA."""
     from .pipeline import cluster_folder
 
@@ -206,7 +221,7 @@ def cluster(data, k, k_parent, model, preset, iters, out, labels, labels_from_di
                        labels=labels, labels_from_dirs=labels_from_dirs,
                        label_column=label_column, bboxes=bboxes, no_bboxes=no_bboxes,
                        seed=seed, iters=iters, device=device, cache_dir=cache_dir,
-                       features=features, overcluster=overcluster,
+                       features=features, overcluster=overcluster, faithful=faithful, crop=crop,
                        log=lambda msg: click.echo(msg, err=True))
     click.echo(f"clustered {r.n_images} images into {r.k} clusters under {r.k_parent} parents"
                + (f" ({r.skipped} files skipped, listed in {r.run_dir / 'skipped.txt'})"

@@ -63,7 +63,7 @@ def _render(g, codes: Codes, rows: int, cols: int, key="child") -> np.ndarray:
 def _grid_codes(z, b, p, c) -> Codes:
     """Codes from (rows, cols) index arrays and (rows, cols, z_dim) noise, flattened."""
     def flat(a):
-        return torch.as_tensor(np.asarray(a)).reshape(-1).long()
+        return torch.from_numpy(np.array(a, dtype=np.int64)).reshape(-1)
     return Codes(z.reshape(-1, z.shape[-1]), flat(b), flat(p), flat(c))
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import FGDError
-from .data.folder import ImageFolder
+from .data.folder import ImageFolder, scan_images
 from .train.config import GANConfig
 from .train.gan import train_gan
 
@@ -23,18 +23,23 @@ BBOXES_CSV = "bboxes.csv"
 
 def load_images(data, size: int, *, bboxes=None, no_bboxes: bool = False, labels=None,
                 labels_from_dirs: bool = False, label_column=None, cache_dir=None,
-                progress: bool = True) -> ImageFolder:
+                crop: str = "full", progress: bool = True) -> ImageFolder:
     """Scan and decode the images under ``data`` at ``size`` px (through the cache).
 
     Boxes come from ``bboxes`` or, unless ``no_bboxes``, from ``data/bboxes.csv`` when it
     exists (the layout ``fgdiscover synth`` writes) or a recognised data set's own
     annotations. The returned dataset gets a ``bbox_missing`` bool array of shape (n,).
+
+    ``crop="full"`` (default) keeps the whole (centre-square) image and uses boxes only to
+    tell D_b which patches are background; ``crop="bbox"`` is FineGAN's crop to 1.5x the
+    box, after which a patch of D_b rarely lies clear of the object (see README).
     """
     if bboxes is None and not no_bboxes and (Path(data) / BBOXES_CSV).is_file():
         bboxes = Path(data) / BBOXES_CSV
     ds = ImageFolder(data, size=size, bboxes_csv=bboxes, labels_csv=labels,
                      label_column=label_column, labels_from_dirs=labels_from_dirs,
-                     cache_dir=cache_dir, use_annotations=not no_bboxes, progress=progress)
+                     cache_dir=cache_dir, use_annotations=not no_bboxes, crop=crop,
+                     progress=progress)
     ds.bbox_missing = np.isnan(ds.bboxes).any(axis=1)
     return ds
 
@@ -88,7 +93,8 @@ def cluster_folder(data, *, k: int, k_parent: int | None = None, model=None, pre
                    out=None, labels=None, labels_from_dirs=False, label_column=None,
                    bboxes=None, no_bboxes=False, seed: int = 0, iters=None, device=None,
                    cache_dir=None, features: str = "child", overcluster=None,
-                   progress=True, log=print) -> ClusterResult:
+                   faithful: bool = False, crop=None, progress=True,
+                   log=print) -> ClusterResult:
     """The main job: discover k categories (and k_parent super-categories) under ``data``.
 
     Without ``model`` a FineGAN is first trained on ``data`` into ``out/model`` (resumed
@@ -110,6 +116,7 @@ def cluster_folder(data, *, k: int, k_parent: int | None = None, model=None, pre
         raise FGDError(f"--k-parent must lie between 1 and --k ({k}), got {k_parent}")
     if features not in FEATURES:
         raise FGDError(f"unknown features {features!r}; choose from {', '.join(FEATURES)}")
+    scan_images(data)  # a missing or empty folder fails here, before any directory is made
     dev = pick_device(device)
     preset_name = preset or ("paper" if dev.type == "cuda" else "cpu")
     out = Path(out).resolve() if out else next_run_dir(Path.cwd() / "fgdiscover-runs",
@@ -121,7 +128,9 @@ def cluster_folder(data, *, k: int, k_parent: int | None = None, model=None, pre
     if model is None:
         n_parent, n_child = code_counts(k, k_parent)
         cfg = get_preset(preset_name).replace(n_parent=n_parent, n_child=n_child, seed=seed,
-                                              iters=iters)
+                                              iters=iters, crop=crop)
+        if faithful:
+            cfg = cfg.faithful()
         model_dir = out / "model"
     else:
         model_dir = Path(model).resolve()
@@ -138,7 +147,9 @@ def cluster_folder(data, *, k: int, k_parent: int | None = None, model=None, pre
 
     ds = load_images(data, cfg.resolution, bboxes=bboxes, no_bboxes=no_bboxes, labels=labels,
                      labels_from_dirs=labels_from_dirs, label_column=label_column,
-                     cache_dir=cache_dir, progress=progress)
+                     cache_dir=cache_dir, crop=cfg.crop, progress=progress)
+    if ds.skipped:
+        _write_csv(out / "skipped.txt", ["file", "reason"], ds.skipped)
     if len(ds) < k:
         raise FGDError(f"only {len(ds)} usable images for --k {k}")
     log(f"{len(ds)} images from {ds.root} at {cfg.resolution} px "
@@ -202,7 +213,7 @@ def embed_folder(data, model, out, *, bboxes=None, no_bboxes=False, batch_size=2
     dev = pick_device(device)
     gan, cfg, _ = load_finegan(model, dev)
     ds = load_images(data, cfg.resolution, bboxes=bboxes, no_bboxes=no_bboxes,
-                     cache_dir=cache_dir, progress=progress)
+                     cache_dir=cache_dir, crop=cfg.crop, progress=progress)
     enc_path = Path(model) / ENCODER
     if enc_path.exists():
         encoder = load_encoder(enc_path, dev)

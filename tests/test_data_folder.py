@@ -626,3 +626,28 @@ def test_default_cache_dir(monkeypatch, tmp_path):
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert default_cache_dir() == tmp_path / "home" / ".cache" / "fgdiscover"
+
+
+def test_load_image_full_crop_keeps_the_image_and_maps_the_box(tmp_path):
+    arr = np.zeros((200, 200, 3), np.uint8)
+    arr[:] = BLUE
+    arr[60:70, 50:70] = RED  # the object = the box (50, 60, 20, 10)
+    path = write(tmp_path / "obj.png", Image.fromarray(arr))
+    image, box = load_image(path, 50, bbox=(50, 60, 20, 10), crop="full")
+    np.testing.assert_allclose(box, [12.5, 15, 5, 2.5])   # scale 1/4, no crop
+    assert close(image[16, 15], RED, 40) and close(image[40, 40], BLUE, 10)
+    with pytest.raises(ValueError):
+        load_image(path, 50, crop="tight")
+
+
+def test_image_folder_full_crop_has_its_own_cache_entry(small, tmp_path):
+    csv = tmp_path / "boxes.csv"
+    csv.write_text("file,x,y,w,h\nx/red.png,20,5,8,8\n")   # red.png is 40x20
+    cropped = ImageFolder(small, size=24, bboxes_csv=csv, cache_dir=tmp_path / "c",
+                          progress=False)
+    full = ImageFolder(small, size=24, bboxes_csv=csv, cache_dir=tmp_path / "c",
+                       crop="full", progress=False)
+    assert cropped.cache_path != full.cache_path and not full.cache_hit
+    row = full.files.index("x/red.png")
+    # centre square of a 40x20 image: x in [10, 30), scale 24/20 -> box (12, 6, 9.6, 9.6)
+    np.testing.assert_allclose(full.bboxes[row], [12, 6, 9.6, 9.6], atol=1e-4)

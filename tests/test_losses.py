@@ -29,3 +29,22 @@ def test_info_loss_is_cross_entropy_and_ranks_codes():
     ll = code_log_likelihood(logits, codes)
     assert ll[0] > ll[1]
     assert abs(info_loss(logits, codes).item() + ll.mean().item()) < 1e-6
+
+
+def test_mask_area_hinge_is_zero_inside_the_band():
+    from fgdiscover.train.losses import mask_area_loss
+
+    half = torch.zeros(2, 1, 4, 4)
+    half[:, :, :2] = 1.0                        # area 0.5
+    assert mask_area_loss(half, 0.1, 0.7).item() == 0.0
+    full = torch.ones(1, 1, 4, 4)               # area 1.0 -> 0.3 over the top
+    assert abs(mask_area_loss(full, 0.1, 0.7).item() - 0.3) < 1e-6
+    empty = torch.zeros(1, 1, 4, 4)             # area 0 -> 0.1 under the bottom
+    assert abs(mask_area_loss(empty, 0.1, 0.7).item() - 0.1) < 1e-6
+
+
+def test_mask_binary_loss():
+    from fgdiscover.train.losses import mask_binary_loss
+
+    assert mask_binary_loss(torch.tensor([0.0, 1.0])).item() == 0.0
+    assert abs(mask_binary_loss(torch.tensor([0.5, 0.2])).item() - 0.35) < 1e-6

@@ -97,3 +97,25 @@ def test_code_discriminator_heads():
     assert d.code_logits(x).shape == (3, 5)
     assert d.real_fake_logits(x).shape == (3,)
     assert CodeDiscriminator(resolution=32, n_codes=5, ndf=4, adversarial=False).real_fake is None
+
+
+def test_child_mask_confined_to_parent_mask_unless_faithful():
+    torch.manual_seed(0)
+    kw = dict(resolution=16, n_parent=2, n_child=4, z_dim=8, ngf=4, n_res=1)
+    codes = sample_codes(3, n_parent=2, n_child=4, z_dim=8)
+    out = FineGANGenerator(**kw)(codes.z, codes.b, codes.p, codes.c)
+    assert (out["child_mask"] <= out["parent_mask"] + 1e-6).all()
+    free = FineGANGenerator(**kw, child_within_parent=False)(codes.z, codes.b, codes.p, codes.c)
+    assert (free["child_mask"] > free["parent_mask"] + 1e-3).any()
+
+
+def test_ema_decay_ramps_up_to_its_ceiling():
+    from fgdiscover.models.finegan import accumulate, ema_decay
+
+    assert ema_decay(0, 0.999) == 0.1
+    assert ema_decay(10**6, 0.999) == 0.999
+    ema, live = torch.nn.Linear(1, 1), torch.nn.Linear(1, 1)
+    torch.nn.init.constant_(ema.weight, 0.0)
+    torch.nn.init.constant_(live.weight, 1.0)
+    accumulate(ema, live, 0.75)
+    assert abs(ema.weight.item() - 0.25) < 1e-6

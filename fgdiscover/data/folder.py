@@ -33,7 +33,7 @@ import PIL
 from PIL import Image
 
 from fgdiscover.data import tables
-from fgdiscover.data.images import IMAGE_EXTENSIONS, ImageDecodeError, _decode
+from fgdiscover.data.images import CROPS, IMAGE_EXTENSIONS, ImageDecodeError, _decode
 from fgdiscover.errors import FGDError
 
 PathArg = Union[str, PathLike]
@@ -132,7 +132,8 @@ def _box_or_none(row: np.ndarray) -> list[float] | None:
     return None if not np.all(np.isfinite(row)) else [float(v) for v in row]
 
 
-def cache_key(root: Path, size: int, files: Sequence[str], bboxes: np.ndarray) -> str:
+def cache_key(root: Path, size: int, files: Sequence[str], bboxes: np.ndarray,
+              crop: str = "bbox") -> str:
     """Hex digest identifying the decoded array for these inputs.
 
     Parameters
@@ -158,7 +159,7 @@ def cache_key(root: Path, size: int, files: Sequence[str], bboxes: np.ndarray) -
         "pillow": PIL.__version__,
         "root": str(root),
         "size": int(size),
-        "crop": "finegan-bbox-else-centre-square",
+        "crop": "finegan-bbox-else-centre-square" if crop == "bbox" else "centre-square",
     }
     digest.update(json.dumps(header, sort_keys=True).encode())
     for file, box in zip(files, bboxes):
@@ -192,11 +193,11 @@ def _ordered_map(fn: Callable, items: Sequence, workers: int) -> Iterator:
             yield future.result()
 
 
-def _decode_worker(root: Path, size: int):
+def _decode_worker(root: Path, size: int, crop: str = "bbox"):
     def decode(job: tuple[str, list[float] | None]):
         file, box = job
         try:
-            image, box_out = _decode(root / file, size, box)
+            image, box_out = _decode(root / file, size, box, crop)
         except ImageDecodeError as exc:
             return None, None, exc.reason
         return image, box_out, None
@@ -285,6 +286,7 @@ def build_cache(
     *,
     workers: int,
     progress: bool,
+    crop: str = "bbox",
 ) -> dict:
     """Decode every file once into ``npy`` and describe the result in ``meta``.
 
@@ -347,7 +349,7 @@ def build_cache(
             # Set once here, not per image: warning filters are process-wide and the
             # decoding threads would race to save and restore them.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            results = _ordered_map(_decode_worker(root, size), jobs, workers)
+            results = _ordered_map(_decode_worker(root, size, crop), jobs, workers)
             for (file, _), (image, box_out, reason) in zip(jobs, results):
                 bar.update(1)
                 if reason is not None:
@@ -445,6 +447,10 @@ class ImageFolder:
         Use each image's top-level sub-folder name as its label.
     cache_dir : str or path-like, optional
         Where the decoded array is kept; default :func:`default_cache_dir`.
+    crop : {"bbox", "full"}, default "bbox"
+        ``"bbox"``: FineGAN's crop around each image's box. ``"full"``: every image
+        centre-cropped to a square; boxes are only carried into output pixels (D_b then
+        sees real background around the object).
     use_annotations : bool, default True
         Read a recognised data set's own annotations when none of ``bboxes_csv``,
         ``labels_csv``, ``labels_from_dirs`` is given.
@@ -489,8 +495,11 @@ class ImageFolder:
         labels_from_dirs: bool = False,
         cache_dir: PathArg | None = None,
         use_annotations: bool = True,
+        crop: str = "bbox",
         progress: bool = True,
     ):
+        if crop not in CROPS:
+            raise FGDError(f"crop must be one of {', '.join(CROPS)}, got {crop!r}")
         if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
             raise FGDError(f"image size must be a positive integer, got {size!r}")
         if labels_csv is not None and labels_from_dirs:
@@ -513,7 +522,7 @@ class ImageFolder:
             cache_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise FGDError(f"cannot create the cache folder {cache_dir}: {exc.strerror or exc}") from None
-        key = cache_key(self.root, self.size, files, boxes)
+        key = cache_key(self.root, self.size, files, boxes, crop)
         stem = f"{_safe_name(self.root)}-{self.size}px-{key[:24]}"
         npy, meta = cache_dir / f"{stem}.npy", cache_dir / f"{stem}.json"
 
@@ -522,7 +531,7 @@ class ImageFolder:
         if cached is None:
             sidecar = build_cache(
                 self.root, self.size, files, boxes, npy, meta, key,
-                workers=min(4, os.cpu_count() or 1), progress=progress,
+                workers=min(4, os.cpu_count() or 1), progress=progress, crop=crop,
             )
             images = np.lib.format.open_memmap(npy, mode="r")
         else:

@@ -164,8 +164,11 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+CROPS = ("bbox", "full")
+
+
 def _decode(
-    path: PathArg, size: int, bbox: Sequence[float] | None
+    path: PathArg, size: int, bbox: Sequence[float] | None, crop: str = "bbox"
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """:func:`load_image` without its warning filter (safe to call from worker threads)."""
     try:
@@ -183,7 +186,7 @@ def _decode(
         raise ImageDecodeError(path, f"cannot open: {exc.strerror or _one_line(exc)}") from None
     with img:
         try:
-            return _decode_opened(img, size, bbox)
+            return _decode_opened(img, size, bbox, crop)
         except ImageDecodeError:
             raise
         except ValueError as exc:
@@ -203,19 +206,21 @@ def _orientation(img: Image.Image) -> int:
         return 1
 
 
-def _crop_for(bbox, width: int, height: int) -> tuple[int, int, int, int]:
-    return centre_crop_box(width, height) if bbox is None else finegan_crop_box(bbox, width, height)
+def _crop_for(bbox, width: int, height: int, crop: str = "bbox") -> tuple[int, int, int, int]:
+    if bbox is None or crop == "full":
+        return centre_crop_box(width, height)
+    return finegan_crop_box(bbox, width, height)
 
 
 def _decode_opened(
-    img: Image.Image, size: int, bbox: Sequence[float] | None
+    img: Image.Image, size: int, bbox: Sequence[float] | None, crop_mode: str = "bbox"
 ) -> tuple[np.ndarray, np.ndarray | None]:
     img.seek(0)  # GIF / TIFF / WebP animations: the first frame
     raw_w, raw_h = img.size
     # Size of the full-resolution image once EXIF orientation is applied.
     swapped = _orientation(img) in _SWAPPING_ORIENTATIONS
     full_w, full_h = (raw_h, raw_w) if swapped else (raw_w, raw_h)
-    crop = _crop_for(bbox, full_w, full_h)
+    crop = _crop_for(bbox, full_w, full_h, crop_mode)
 
     # JPEG can decode at 1/2, 1/4 or 1/8 scale directly (DCT scaling): a 12-megapixel
     # photo reduced to 128 px decodes ~10x faster. Ask only for a reduction that keeps
@@ -237,7 +242,7 @@ def _decode_opened(
         full_w, full_h = raw_h, raw_w
     else:
         full_w, full_h = raw_w, raw_h
-    crop = _crop_for(bbox, full_w, full_h)
+    crop = _crop_for(bbox, full_w, full_h, crop_mode)
 
     rgb = _to_rgb(img)
     left, top, right, bottom = crop
@@ -256,14 +261,15 @@ def _decode_opened(
 
 
 def load_image(
-    path: PathArg, size: int, bbox: Sequence[float] | None = None
+    path: PathArg, size: int, bbox: Sequence[float] | None = None, *, crop: str = "bbox"
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Decode an image file into a ``size x size`` RGB array.
 
     Steps: open with Pillow, take the first frame, apply the EXIF orientation, convert
     any mode to RGB (alpha composited on white, 16-bit rescaled), crop, resize with an
-    antialiased bicubic filter. With ``bbox`` the crop is :func:`finegan_crop_box`;
-    without it, the largest centred square.
+    antialiased bicubic filter. With ``bbox`` and ``crop="bbox"`` the crop is
+    :func:`finegan_crop_box`; without a box, or with ``crop="full"`` (the box is then only
+    carried into output pixels), the largest centred square.
 
     Parameters
     ----------
@@ -291,8 +297,10 @@ def load_image(
     size = int(size)
     if size < 1:
         raise ValueError(f"size must be >= 1, got {size}")
+    if crop not in CROPS:
+        raise ValueError(f"crop must be one of {CROPS}, got {crop!r}")
     with warnings.catch_warnings():
         # Large-but-allowed images (over Image.MAX_IMAGE_PIXELS, under twice it) only
         # warn; we decode them (draft() keeps JPEGs cheap) without spamming the user.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        return _decode(path, size, bbox)
+        return _decode(path, size, bbox, crop)

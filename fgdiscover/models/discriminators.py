@@ -74,6 +74,17 @@ def _lrelu() -> nn.LeakyReLU:
     return nn.LeakyReLU(0.2, inplace=True)
 
 
+def _conv_block(c_in, c_out, k, s, p, first: bool, norm: str) -> list[nn.Module]:
+    """conv [+ BN] + LeakyReLU. ``norm="spectral"`` wraps the conv in spectral
+    normalisation instead of following it with BN (our default: with BN, a batch of
+    near-identical fakes is rescaled into noise and D_b stops teaching G_b; FineGAN uses BN,
+    ``norm="batch"``)."""
+    conv = nn.Conv2d(c_in, c_out, k, s, p, bias=first or norm == "spectral")
+    if norm == "spectral":
+        return [nn.utils.parametrizations.spectral_norm(conv), _lrelu()]
+    return [conv] + ([] if first else [nn.BatchNorm2d(c_out)]) + [_lrelu()]
+
+
 class PatchDiscriminator(nn.Module):
     """D_b: a patch discriminator with a real/fake head and a background/object head.
 
@@ -82,17 +93,18 @@ class PatchDiscriminator(nn.Module):
     resolution : int
     ndf : int
         Width of the first convolution; doubles per layer, at most ``8 * ndf``.
+    norm : {"batch", "spectral"}
+        BatchNorm after each conv but the first (FineGAN), or spectral normalisation.
     """
 
-    def __init__(self, *, resolution=128, ndf=64):
+    def __init__(self, *, resolution=128, ndf=64, norm="batch"):
         super().__init__()
         if resolution not in PATCH_LAYERS:
             raise ValueError(f"no patch layout for resolution {resolution}")
         layers, c_in, convs = PATCH_LAYERS[resolution], 3, []
         for i, (k, s) in enumerate(layers):
             c_out = ndf * 2 ** min(i, 3)
-            convs += [nn.Conv2d(c_in, c_out, k, s, 0, bias=i == 0)]
-            convs += ([nn.BatchNorm2d(c_out)] if i else []) + [_lrelu()]
+            convs += _conv_block(c_in, c_out, k, s, 0, i == 0, norm)
             c_in = c_out
         self.trunk = nn.Sequential(*convs)
         self.real_fake = nn.Conv2d(c_in, 1, 1)
@@ -117,16 +129,17 @@ class CodeDiscriminator(nn.Module):
     ndf : int
     adversarial : bool
         Build the real/fake head (D_c) or not (D_p).
+    norm : {"batch", "spectral"}
+        Normalisation of the trunk (see :class:`PatchDiscriminator`).
     """
 
-    def __init__(self, *, resolution=128, n_codes=200, ndf=64, adversarial=True):
+    def __init__(self, *, resolution=128, n_codes=200, ndf=64, adversarial=True, norm="batch"):
         super().__init__()
         steps = n_doublings(resolution)
         convs, c_in = [], 3
         for i in range(steps):
             c_out = ndf * 2 ** min(i, 3)
-            convs += [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=i == 0)]
-            convs += ([nn.BatchNorm2d(c_out)] if i else []) + [_lrelu()]
+            convs += _conv_block(c_in, c_out, 4, 2, 1, i == 0, norm)
             c_in = c_out
         self.trunk = nn.Sequential(*convs)
         self.code_head = nn.Sequential(

@@ -7,6 +7,12 @@ and a mask that are stitched onto the image of the stage before::
     C = C_m * C_f + (1 - C_m) * P
 
 The child stage has no noise of its own: it refines the parent stage's features.
+
+``child_within_parent`` (our addition, on by default) makes the child stage repaint exactly
+the parent's object, ``C_m <- P_m``: the parent code decides the silhouette, the child code
+the appearance inside it, the background code the rest. FineGAN leaves C_m free; on short
+runs its child stage learns to paint the whole image (or nothing) and the stages stop meaning
+anything (benchmarks/README.md shows the grids).
 """
 
 from __future__ import annotations
@@ -87,11 +93,14 @@ class FineGANGenerator(nn.Module):
         at 64 px and above (the paper's 64 gives 1024).
     n_res : int
         Residual blocks in the child stage.
+    child_within_parent : bool
+        The child stage paints inside the parent mask (see the module docstring).
     """
 
     def __init__(self, *, resolution=128, n_parent=20, n_child=200, n_background=None,
-                 z_dim=100, ngf=64, n_res=2):
+                 z_dim=100, ngf=64, n_res=2, child_within_parent=True):
         super().__init__()
+        self.child_within_parent = child_within_parent
         self.resolution, self.z_dim, self.ngf, self.n_res = resolution, z_dim, ngf, n_res
         self.n_parent, self.n_child = n_parent, n_child
         self.n_background = n_child if n_background is None else n_background
@@ -125,6 +134,8 @@ class FineGANGenerator(nn.Module):
         parent = stitch(p_mask, p_fg, bg)
         h = self.child(h, oh(c, self.n_child).float())
         c_fg, c_mask = self.child_image(h), self.child_mask(h)
+        if self.child_within_parent:
+            c_mask = p_mask
         return {
             "background": bg,
             "parent_fg": p_fg,

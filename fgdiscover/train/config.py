@@ -19,9 +19,19 @@ class GANConfig:
     in total, the last ``hard_negative_iters`` of which form the hard-negative phase (every
     other step trains on the ``batch_size`` codes, out of ``hard_negative_factor`` times as
     many, whose child code D_c recognises worst); background loss weight; generator EMA.
+    Our additions to FineGAN (``faithful()`` turns them off): ``child_within_parent``
+    confines the child mask to the parent mask; ``mask_weight`` weighs a hinge keeping the
+    parent mask's area within ``mask_area``, ``binary_weight`` a term pushing masks to 0/1;
+    ``bg_aux_weight`` weighs the generator's background-vs-object term on B (FineGAN's 1;
+    10 made inverted masks in our runs);
+    ``parent_info``: what D_p reads the parent code from, ``"masked"`` (P_m * P_f, FineGAN)
+    or ``"mask"`` (P_m alone, so that the parent code must live in the silhouette);
+    ``d_norm``: D_b's and D_c's normalisation, ``"batch"`` (FineGAN) or ``"spectral"``.
     ``border_band``: for images without a bounding box, the band of this fraction of the
     side along each edge counts as background for D_b's auxiliary head, the central box as
-    the object (see README, "Without bounding boxes").
+    the object (see README, "Without bounding boxes"). ``crop``: how images are framed,
+    ``"full"`` (the centre square; boxes only label D_b's patches) or ``"bbox"`` (FineGAN's
+    1.5x box crop); embedding uses the same framing as training.
     """
 
     resolution: int = 32
@@ -40,6 +50,14 @@ class GANConfig:
     bg_weight: float = 10.0
     ema_decay: float = 0.999
     border_band: float = 0.25
+    crop: str = "full"
+    child_within_parent: bool = True
+    mask_area: tuple[float, float] = (0.15, 0.7)
+    mask_weight: float = 10.0
+    binary_weight: float = 1.0
+    bg_aux_weight: float = 1.0
+    parent_info: str = "mask"
+    d_norm: str = "spectral"
     checkpoint_every: int = 500
     log_every: int = 25
     seed: int = 0
@@ -52,6 +70,12 @@ class GANConfig:
             raise FGDError(f"resolution must be one of 16, 32, 64, 128, 256, got {self.resolution}")
         if self.iters < 1 or self.batch_size < 2:
             raise FGDError("iters must be >= 1 and batch size >= 2")
+        if self.parent_info not in ("mask", "masked"):
+            raise FGDError(f"parent_info must be 'mask' or 'masked', got {self.parent_info!r}")
+        if self.d_norm not in ("batch", "spectral"):
+            raise FGDError(f"d_norm must be 'batch' or 'spectral', got {self.d_norm!r}")
+        if self.crop not in ("full", "bbox"):
+            raise FGDError(f"crop must be 'full' or 'bbox', got {self.crop!r}")
         if self.hard_negative_iters < 0:
             raise FGDError("hard_negative_iters must be >= 0")
         if self.hard_negative_iters > self.iters:
@@ -62,6 +86,11 @@ class GANConfig:
         """A copy with the given fields changed; None values are ignored."""
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
+    def faithful(self) -> "GANConfig":
+        """The same run with FineGAN's original objective (no mask constraints)."""
+        return self.replace(child_within_parent=False, mask_weight=0.0, binary_weight=0.0,
+                            parent_info="masked", d_norm="batch")
+
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
 
@@ -71,8 +100,9 @@ class GANConfig:
         unknown = set(data) - known
         if unknown:
             raise FGDError(f"unknown settings in config: {', '.join(sorted(unknown))}")
-        if "betas" in data:
-            data = {**data, "betas": tuple(data["betas"])}
+        for key in ("betas", "mask_area"):
+            if key in data:
+                data = {**data, key: tuple(data[key])}
         return cls(**data)
 
     def save(self, path: Path) -> None:

@@ -13,11 +13,11 @@ import torch
 
 from ..errors import FGDError
 from ..models.codes import Codes, sample_codes
-from ..models.finegan import FineGAN, accumulate
+from ..models.finegan import FineGAN, accumulate, ema_decay
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import GANConfig
-from .losses import (code_log_likelihood, d_adversarial_loss, d_patch_loss, bce,
-                     g_adversarial_loss, info_loss)
+from .losses import (bce, code_log_likelihood, d_adversarial_loss, d_patch_loss,
+                     g_adversarial_loss, info_loss, mask_area_loss, mask_binary_loss)
 
 CHECKPOINT = "checkpoints/last.pt"
 
@@ -31,7 +31,8 @@ def pick_device(device: str | None = None) -> torch.device:
 
 def build_finegan(cfg: GANConfig) -> FineGAN:
     return FineGAN(resolution=cfg.resolution, n_parent=cfg.n_parent, n_child=cfg.n_child,
-                   z_dim=cfg.z_dim, ngf=cfg.ngf, ndf=cfg.ndf, n_res=cfg.n_res)
+                   z_dim=cfg.z_dim, ngf=cfg.ngf, ndf=cfg.ndf, n_res=cfg.n_res,
+                   child_within_parent=cfg.child_within_parent, d_norm=cfg.d_norm)
 
 
 @dataclass
@@ -65,8 +66,15 @@ def fill_missing_boxes(bboxes: torch.Tensor, resolution: int, band: float) -> to
     return torch.where(missing, centre.expand_as(bboxes), bboxes)
 
 
+def parent_info_input(out: dict, cfg: GANConfig) -> torch.Tensor:
+    """What D_p sees: P_m * P_f (FineGAN) or the parent mask alone as a grey image."""
+    if cfg.parent_info == "mask":
+        return (out["parent_mask"] * 2 - 1).expand(-1, 3, -1, -1)
+    return out["parent_fg"] * out["parent_mask"]
+
+
 def train_step(m: FineGAN, opt: Optimizers, real: torch.Tensor, bboxes: torch.Tensor,
-               codes: Codes, cfg: GANConfig) -> dict[str, float]:
+               codes: Codes, cfg: GANConfig, step: int = 10**9) -> dict[str, float]:
     """One FineGAN iteration: a discriminator update, then a generator update.
 
     Parameters
@@ -74,6 +82,8 @@ def train_step(m: FineGAN, opt: Optimizers, real: torch.Tensor, bboxes: torch.Te
     real : Tensor of shape (n, 3, R, R) in [-1, 1]
     bboxes : Tensor of shape (n, 4), object boxes x, y, w, h in pixels (no NaN)
     codes : Codes for n fakes (b tied to c during training)
+    step : int
+        Steps done so far (ramps up the EMA decay).
 
     Returns
     -------
@@ -97,15 +107,19 @@ def train_step(m: FineGAN, opt: Optimizers, real: torch.Tensor, bboxes: torch.Te
     # -- generator (+ D_p and D_c's code head on the information terms)
     opt.g.zero_grad(set_to_none=True)
     fake_rf, fake_bg = d_b(out["background"])
-    loss_gb = cfg.bg_weight * g_adversarial_loss(fake_rf) + bce(fake_bg, 1.0)
+    loss_gb = cfg.bg_weight * g_adversarial_loss(fake_rf) + cfg.bg_aux_weight * bce(fake_bg, 1.0)
     loss_gc = g_adversarial_loss(d_c.real_fake_logits(out["child"]))
-    loss_info_p = info_loss(d_p.code_logits(out["parent_fg"] * out["parent_mask"]), codes.p)
+    loss_info_p = info_loss(d_p.code_logits(parent_info_input(out, cfg)), codes.p)
     loss_info_c = info_loss(d_c.code_logits(out["child_fg"] * out["child_mask"]), codes.c)
-    (loss_gb + loss_gc + loss_info_p + loss_info_c).backward()
+    loss_mask = (cfg.mask_weight * mask_area_loss(out["parent_mask"], *cfg.mask_area)
+                 + cfg.binary_weight * (mask_binary_loss(out["parent_mask"])
+                                        + mask_binary_loss(out["child_mask"])))
+    (loss_gb + loss_gc + loss_info_p + loss_info_c + loss_mask).backward()
     opt.g.step()
-    accumulate(m.generator_ema, g, cfg.ema_decay)
+    accumulate(m.generator_ema, g, ema_decay(step, cfg.ema_decay))
     return {"d_bg": loss_db.item(), "d_child": loss_dc.item(), "g_bg": loss_gb.item(),
-            "g_child": loss_gc.item(), "info_p": loss_info_p.item(), "info_c": loss_info_c.item()}
+            "g_child": loss_gc.item(), "info_p": loss_info_p.item(), "info_c": loss_info_c.item(),
+            "mask": loss_mask.item()}
 
 
 @torch.no_grad()
@@ -126,7 +140,8 @@ def mine_hard_codes(m: FineGAN, n: int, cfg: GANConfig, rng: torch.Generator,
 
 def to_tensor(images: np.ndarray, device) -> torch.Tensor:
     """uint8 images (n, H, W, 3) -> float tensor (n, 3, H, W) in [-1, 1]."""
-    x = torch.from_numpy(np.ascontiguousarray(images)).to(device)
+    # a copy: batches may be read-only views of the decode cache's memmap
+    x = torch.from_numpy(np.array(images, dtype=np.uint8, copy=True)).to(device)
     return x.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
 
 
@@ -189,6 +204,13 @@ def load_finegan(run_dir: Path, device="cpu") -> tuple[FineGAN, GANConfig, dict]
     return m.eval(), cfg, ckpt
 
 
+def ensure_new_run(run_dir: Path) -> None:
+    """FGDError when ``run_dir`` already holds a checkpoint (it would be overwritten)."""
+    if (Path(run_dir) / CHECKPOINT).exists():
+        raise FGDError(f"{run_dir} already holds a training run; pass --resume to continue "
+                       "it or choose another --out")
+
+
 def train_gan(images: np.ndarray, bboxes: np.ndarray, run_dir: Path, cfg: GANConfig, *,
               resume: bool = False, device=None, progress: bool = True,
               stop_after: int | None = None) -> Path:
@@ -214,9 +236,8 @@ def train_gan(images: np.ndarray, bboxes: np.ndarray, run_dir: Path, cfg: GANCon
     device = pick_device(device)
     if images.shape[1] != cfg.resolution:
         raise FGDError(f"images are {images.shape[1]} px, the model wants {cfg.resolution} px")
-    if ckpt_path.exists() and not resume:
-        raise FGDError(f"{run_dir} already holds a training run; pass --resume to continue "
-                       "it or choose another --out")
+    if not resume:
+        ensure_new_run(run_dir)
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     m = build_finegan(cfg).to(device).train()
@@ -227,7 +248,7 @@ def train_gan(images: np.ndarray, bboxes: np.ndarray, run_dir: Path, cfg: GANCon
     if resume and ckpt_path.exists():
         ckpt = load_checkpoint(ckpt_path, map_location=device)
         saved = GANConfig.from_json(ckpt["config"])
-        if saved.replace(iters=cfg.iters) != cfg.replace(iters=saved.iters):
+        if saved.replace(iters=cfg.iters) != cfg:
             raise FGDError(f"{run_dir} was trained with other settings; only --iters may change "
                            "on --resume")
         for name in ("generator", "generator_ema", "d_background", "d_parent", "d_child"):
@@ -262,7 +283,7 @@ def train_gan(images: np.ndarray, bboxes: np.ndarray, run_dir: Path, cfg: GANCon
             else:
                 codes = sample_codes(n, n_parent=cfg.n_parent, n_child=cfg.n_child,
                                      z_dim=cfg.z_dim, generator=code_rng, device=device)
-            losses = train_step(m, opt, real, boxes, codes, cfg)
+            losses = train_step(m, opt, real, boxes, codes, cfg, step)
             step += 1
             seen += n
             if not all(np.isfinite(v) for v in losses.values()):

@@ -54,3 +54,18 @@ def info_loss(code_logits, codes) -> torch.Tensor:
 def code_log_likelihood(code_logits, codes) -> torch.Tensor:
     """log q(code | image) per sample, shape (n,); the hard-negative phase ranks by it."""
     return -F.cross_entropy(code_logits, codes, reduction="none")
+
+
+def mask_area_loss(mask: torch.Tensor, low: float, high: float) -> torch.Tensor:
+    """Hinge on each mask's mean: zero while the covered fraction lies in [low, high].
+
+    mask : Tensor of shape (n, 1, h, w) in [0, 1]. Keeps the parent mask from covering
+    the whole image (the parent would paint the background) or vanishing.
+    """
+    area = mask.mean(dim=(1, 2, 3))
+    return (F.relu(area - high) + F.relu(low - area)).mean()
+
+
+def mask_binary_loss(mask: torch.Tensor) -> torch.Tensor:
+    """Mean distance of mask values from {0, 1}: pushes soft masks to crisp ones."""
+    return torch.minimum(mask, 1 - mask).mean()
