@@ -199,8 +199,10 @@ def generate(run_dir, out, seed, device):
 @click.option("--no-bboxes", is_flag=True, help="Ignore DATA/bboxes.csv.")
 @click.option("--crop", type=click.Choice(["full", "bbox"]),
               help="Frame images whole (default) or with FineGAN's 1.5x box crop.")
-@click.option("--features", type=click.Choice(["child", "embedding", "both"]), default="child",
-              show_default=True, help="What k-means clusters at the child level.")
+@click.option("--features", type=click.Choice(["embedding", "child", "both"]),
+              default="embedding", show_default=True,
+              help="What k-means clusters: the encoder embedding (parents from the child "
+                   "centres), the child/parent probabilities, or both.")
 @click.option("--overcluster", type=int,
               help="Also report over-clustering accuracy with up to M clusters per class.")
 @click.option("--faithful", is_flag=True,
