@@ -43,7 +43,7 @@ class GANConfig:
     n_res: int = 2
     batch_size: int = 32
     iters: int = 3000
-    hard_negative_iters: int = 300
+    hard_negative_iters: int = 100
     hard_negative_factor: int = 10
     lr: float = 2e-4
     betas: tuple[float, float] = (0.5, 0.999)

@@ -36,7 +36,7 @@ class EncoderConfig:
     default (benchmarks/README.md).
     """
 
-    iters: int = 800
+    iters: int = 500
     batch_size: int = 64
     lr: float = 2e-4
     width: int = 32
