@@ -108,6 +108,6 @@ def test_resume_refuses_changed_settings(tmp_path):
 def test_config_validation_and_short_runs():
     with pytest.raises(FGDError, match="multiple"):
         GANConfig(n_parent=3, n_child=10)
-    assert preset("cpu").replace(iters=100).hard_negative_iters == 10
+    assert preset("cpu").replace(iters=50).hard_negative_iters == 5  # 100 > 50: a tenth
     with pytest.raises(FGDError, match="unknown preset"):
         preset("huge")
