@@ -78,6 +78,9 @@ def test_checkpoint_resume_continues_at_the_same_step(tmp_path):
     train_gan(images, boxes, tmp_path / "split", cfg, progress=False, stop_after=2)
     half = torch.load(tmp_path / "split/checkpoints/last.pt", weights_only=False)
     assert half["step"] == 2
+    # an interrupted run may have logged steps past its checkpoint: they are dropped
+    with open(tmp_path / "split/log.jsonl", "a") as log:
+        log.write(json.dumps({"step": 3, "d_bg": 0.0}) + "\n")
     train_gan(images, boxes, tmp_path / "split", cfg, progress=False, resume=True)
     a, _, ca = load_finegan(tmp_path / "straight")
     b, _, cb = load_finegan(tmp_path / "split")

@@ -204,6 +204,15 @@ def load_finegan(run_dir: Path, device="cpu") -> tuple[FineGAN, GANConfig, dict]
     return m.eval(), cfg, ckpt
 
 
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop log lines past ``step``: an interrupted run logged steps its checkpoint lacks."""
+    if not path.exists():
+        return
+    keep = [line for line in path.read_text().splitlines()
+            if line.strip() and json.loads(line)["step"] <= step]
+    path.write_text("".join(line + "\n" for line in keep))
+
+
 def ensure_new_run(run_dir: Path) -> None:
     """FGDError when ``run_dir`` already holds a checkpoint (it would be overwritten)."""
     if (Path(run_dir) / CHECKPOINT).exists():
@@ -260,6 +269,7 @@ def train_gan(images: np.ndarray, bboxes: np.ndarray, run_dir: Path, cfg: GANCon
         sampler.load_state(ckpt["rng"]["batches"])
         torch.set_rng_state(ckpt["rng"]["torch"])
         random.setstate(ckpt["rng"]["python"])
+        _truncate_log(run_dir / "log.jsonl", step)
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg.save(run_dir / "config.json")
     m.generator_ema.eval()
