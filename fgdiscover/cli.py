@@ -35,8 +35,8 @@ def user_errors(fn):
             where = f": {e.filename}" if getattr(e, "filename", None) else ""
             raise UserError(f"{e.strerror or e}{where}") from None
         except KeyboardInterrupt:
-            click.echo("\ninterrupted; the last checkpoint is kept (continue with --resume)",
-                       err=True)
+            click.echo("\ninterrupted; the last checkpoint is kept (to continue: `train` with "
+                       "--resume, `cluster` with the same command and --out)", err=True)
             sys.exit(130)
 
     return wrapper
