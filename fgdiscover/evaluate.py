@@ -9,16 +9,15 @@ compared as strings: ``-1`` (a noise label, for instance) is one more cluster.
 from __future__ import annotations
 
 from os import PathLike
-from pathlib import Path
 from typing import Optional, Union
 
 import pandas as pd
 
 from fgdiscover.data.tables import (
     match_files,
-    normalise_path,
     pick_label_column,
     read_label_table,
+    read_csv_table,
 )
 from fgdiscover.errors import FGDError
 from fgdiscover.metrics import overcluster_metric_name, score
@@ -49,38 +48,20 @@ def read_assignments(path: PathArg) -> pd.DataFrame:
     FGDError
         Missing or unreadable file, a missing column, an empty cell, a duplicated file.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FGDError(f"assignment CSV not found: {path}")
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
-    except pd.errors.EmptyDataError:
-        raise FGDError(f"assignment CSV is empty: {path}") from None
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise FGDError(f"cannot read assignment CSV {path}: {reason}") from None
-    frame.columns = [str(c).strip() for c in frame.columns]
+    path, frame = read_csv_table(path, "assignment CSV")
     missing = [c for c in ("file", "cluster") if c not in frame.columns]
     if missing:
         raise FGDError(
             f"assignment CSV {path} lacks column(s) {', '.join(missing)} "
             f"(columns: {', '.join(frame.columns)})"
         )
-    if len(frame) == 0:
-        raise FGDError(f"assignment CSV {path} has a header but no rows")
     columns = [c for c in ("file", "cluster", "parent_cluster") if c in frame.columns]
     frame = frame[columns].apply(lambda col: col.str.strip())
-    frame["file"] = frame["file"].map(normalise_path)
-    for column in columns:
+    for column in columns[1:]:
         empty = frame[column] == ""
         if empty.any():
             line = int(empty.to_numpy().argmax()) + 2  # line 1 is the header
             raise FGDError(f"assignment CSV {path}: line {line} has an empty {column!r} value")
-    duplicated = frame["file"].duplicated()
-    if duplicated.any():
-        raise FGDError(
-            f"assignment CSV {path} lists {frame['file'][duplicated].iloc[0]!r} more than once"
-        )
     return frame.reset_index(drop=True)
 
 

@@ -52,8 +52,10 @@ def normalise_path(path: str) -> str:
     return text
 
 
-def _read_csv(path: PathArg, what: str) -> tuple[Path, pd.DataFrame]:
-    """Read a CSV with every cell as a string; one-line FGDError on any failure."""
+def read_csv_table(path: PathArg, what: str) -> tuple[Path, pd.DataFrame]:
+    """Read a CSV keyed by a ``file`` column, every cell a string; one-line FGDError on any
+    failure (missing, empty, unparsable, no ``file`` column, empty or repeated files).
+    ``what`` names the file in messages. ``file`` comes back normalised."""
     path = Path(path)
     if not path.exists():
         raise FGDError(f"{what} not found: {path}")
@@ -110,7 +112,7 @@ def read_label_table(path: PathArg) -> pd.DataFrame:
         Missing, empty or unreadable file, no ``file`` column, empty or duplicated
         ``file`` values.
     """
-    _, frame = _read_csv(path, "label table")
+    _, frame = read_csv_table(path, "label table")
     return frame.set_index("file")
 
 
@@ -207,7 +209,7 @@ def read_bboxes_csv(path: PathArg) -> dict[str, tuple[float, float, float, float
         Missing/unreadable file, a missing column, a duplicated file, or a row with a
         non-numeric value or ``w``/``h`` <= 0 (the message gives its line number).
     """
-    path, frame = _read_csv(path, "bounding-box CSV")
+    path, frame = read_csv_table(path, "bounding-box CSV")
     missing = [c for c in BBOX_COLUMNS if c not in frame.columns]
     if missing:
         raise FGDError(
