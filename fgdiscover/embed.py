@@ -84,7 +84,7 @@ def embed_images(encoder: InverseEncoder, images: np.ndarray, files, out: Path, 
                             int(cp[i].argmax()), f"{cp[i].max():.4f}"])
     for k, a in arrays.items():
         a.flush()
-        del a
         (out / f"{k}.tmp.npy").replace(out / f"{k}.npy")
+    arrays.clear()  # release the write maps before the read-only reload below
     (out / "embeddings.tmp.csv").replace(out / "embeddings.csv")
     return Embeddings.load(out)

@@ -133,9 +133,10 @@ class FineGANGenerator(nn.Module):
         p_fg, p_mask = self.parent_image(h), self.parent_mask(h)
         parent = stitch(p_mask, p_fg, bg)
         h = self.child(h, oh(c, self.n_child).float())
-        c_fg, c_mask = self.child_image(h), self.child_mask(h)
-        if self.child_within_parent:
-            c_mask = p_mask
+        c_fg = self.child_image(h)
+        # in the default mode the child paints exactly inside the parent mask, so its own
+        # mask head is not evaluated (kept for --faithful checkpoints' shape)
+        c_mask = p_mask if self.child_within_parent else self.child_mask(h)
         return {
             "background": bg,
             "parent_fg": p_fg,
