@@ -29,7 +29,8 @@ setup(
         # GPU k-means: `pip uninstall -y faiss-cpu && pip install "fgdiscover[gpu]"`
         # (both wheels provide the `faiss` module)
         "gpu": ["faiss-gpu>=1.8"],
-        "test": ["pytest>=7.4"],
+        # selenium drives Debian's chromium in the report test (.ci/run installs it)
+        "test": ["pytest>=7.4", "hypothesis>=6.0", "selenium>=4.15"],
     },
     entry_points={"console_scripts": ["fgdiscover=fgdiscover.cli:main"]},
 )

@@ -42,6 +42,26 @@ def user_errors(fn):
     return wrapper
 
 
+def quiet_option(fn):
+    """Add ``--quiet``: no progress bars and no messages, only errors (which click prints
+    after the command returns, outside the silenced streams)."""
+
+    @click.option("--quiet", "-q", is_flag=True,
+                  help="Print nothing but errors (no progress bars, no messages).")
+    @functools.wraps(fn)
+    def wrapper(*args, quiet=False, **kwargs):
+        if not quiet:
+            return fn(*args, **kwargs)
+        import contextlib
+        import os
+
+        with open(os.devnull, "w") as null, contextlib.redirect_stdout(null), \
+                contextlib.redirect_stderr(null):
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
 def _device_default_preset(device) -> str:
     from .train.gan import pick_device
 
@@ -57,10 +77,9 @@ def _list_skipped(dataset, run_dir: Path | None = None) -> None:
     if len(dataset.skipped) > 10:
         click.echo(f"  ... and {len(dataset.skipped) - 10} more", err=True)
     if run_dir is not None:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "skipped.txt").write_text(
-            "".join(f"{f}\t{why}\n" for f, why in dataset.skipped))
-        click.echo(f"  (full list in {run_dir / 'skipped.txt'})", err=True)
+        from .pipeline import write_skipped
+
+        click.echo(f"  (full list in {write_skipped(run_dir, dataset.skipped)})", err=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -110,33 +129,44 @@ def resolve_gan_config(preset_name, device, **overrides):
 @click.option("--no-bboxes", is_flag=True, help="Ignore DATA/bboxes.csv.")
 @click.option("--crop", type=click.Choice(["full", "bbox"]),
               help="Frame images whole (default) or with FineGAN's 1.5x box crop.")
+@click.option("--checkpoint-every", type=int,
+              help="Steps between checkpoints (default: the preset's).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace a training run already in --out (default: refuse).")
 @click.option("--faithful", is_flag=True,
               help="FineGAN's original objective, without fgdiscover's mask constraints.")
 @click.option("--seed", type=int)
 @click.option("--device", help="torch device, e.g. cpu or cuda:0 (default: cuda if available).")
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Decoded-image cache (default: $FGDISCOVER_CACHE or ~/.cache/fgdiscover).")
+@quiet_option
 @user_errors
 def train(data, run_dir, preset, n_parent, n_child, iters, batch_size, resolution, bboxes,
-          no_bboxes, crop, resume, faithful, seed, device, cache_dir):
+          no_bboxes, crop, checkpoint_every, resume, overwrite, faithful, seed, device,
+          cache_dir):
     """Train FineGAN on the images under DATA."""
-    from .pipeline import load_images, train_run
+    from .pipeline import ensure_writable, load_images, train_run
+    from .train.gan import clear_run, ensure_new_run
 
+    if resume and overwrite:
+        raise UserError("give --resume or --overwrite, not both")
     run_dir = run_dir.resolve()
     cfg = resolve_gan_config(preset, device, n_parent=n_parent, n_child=n_child, iters=iters,
                              batch_size=batch_size, seed=seed, crop=crop,
+                             checkpoint_every=checkpoint_every,
                              resolution=int(resolution) if resolution else None)
     if faithful:
         cfg = cfg.faithful()
     if resume:
         cfg = _resumed_config(run_dir, cfg, iters)
-    else:
-        from .train.gan import ensure_new_run
-
+    elif not overwrite:
         ensure_new_run(run_dir)
+    ensure_writable(run_dir)
     ds = load_images(data, cfg.resolution, bboxes=bboxes, no_bboxes=no_bboxes,
                      cache_dir=cache_dir, crop=cfg.crop)
+    if overwrite:  # only now that the images loaded: a failed command destroys nothing
+        clear_run(run_dir)
     _list_skipped(ds, run_dir)
     click.echo(f"{len(ds)} images from {ds.root} at {cfg.resolution} px "
                f"({int((~ds.bbox_missing).sum())} with boxes); run: {run_dir}", err=True)
@@ -152,13 +182,7 @@ def _resumed_config(run_dir: Path, cfg, iters):
     path = run_dir / "config.json"
     if not path.is_file():
         raise FGDError(f"nothing to resume in {run_dir} (no config.json)")
-    import json
-
-    try:
-        saved = GANConfig.from_json(json.loads(path.read_text()))
-    except ValueError as e:
-        raise FGDError(f"cannot read {path}: {e}") from None
-    return saved.replace(iters=iters)
+    return GANConfig.load(path).replace(iters=iters)
 
 
 @cli.command()
@@ -207,13 +231,19 @@ def generate(run_dir, out, seed, device):
               help="Also report over-clustering accuracy with up to M clusters per class.")
 @click.option("--faithful", is_flag=True,
               help="Train with FineGAN's original objective (no mask constraints).")
+@click.option("--overwrite", is_flag=True,
+              help="Replace the results of a finished run in --out (default: refuse); a "
+                   "model there trained with other settings is retrained.")
+@click.option("--no-report", is_flag=True,
+              help="Skip the pictures and report.html (make them later with `visualize`).")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--device")
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path))
+@quiet_option
 @user_errors
 def cluster(data, k, k_parent, model, preset, iters, out, labels, labels_from_dirs,
-            label_column, bboxes, no_bboxes, crop, features, overcluster, faithful, seed, device,
-            cache_dir):
+            label_column, bboxes, no_bboxes, crop, features, overcluster, faithful, overwrite,
+            no_report, seed, device, cache_dir):
     """Discover K fine-grained categories among the images under DATA."""
     from .pipeline import cluster_folder
 
@@ -224,10 +254,11 @@ def cluster(data, k, k_parent, model, preset, iters, out, labels, labels_from_di
                        label_column=label_column, bboxes=bboxes, no_bboxes=no_bboxes,
                        seed=seed, iters=iters, device=device, cache_dir=cache_dir,
                        features=features, overcluster=overcluster, faithful=faithful, crop=crop,
+                       overwrite=overwrite, report=not no_report,
                        log=lambda msg: click.echo(msg, err=True))
-    click.echo(f"clustered {r.n_images} images into {r.k} clusters under {r.k_parent} parents"
-               + (f" ({r.skipped} files skipped, listed in {r.run_dir / 'skipped.txt'})"
-                  if r.skipped else ""))
+    click.echo(f"clustered {r.n_images} images into {r.k} clusters under {r.k_parent} parents, "
+               + (f"{r.skipped} files skipped (listed in {r.run_dir / 'skipped.csv'})"
+                  if r.skipped else "0 files skipped"))
     if r.metrics:
         _print_metrics(r.metrics)
     click.echo(f"assignments: {r.run_dir / 'assignments.csv'}")
@@ -235,6 +266,8 @@ def cluster(data, k, k_parent, model, preset, iters, out, labels, labels_from_di
     if r.metrics:
         click.echo(f"metrics:     {r.run_dir / 'metrics.json'}")
     click.echo(f"model:       {r.model_dir}")
+    if not no_report:
+        click.echo(f"report:      {r.run_dir / 'report.html'}")
 
 
 def _print_metrics(m: dict) -> None:
@@ -252,17 +285,51 @@ def _print_metrics(m: dict) -> None:
 @click.option("--bboxes", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--no-bboxes", is_flag=True)
 @click.option("--batch-size", default=256, show_default=True)
+@click.option("--overwrite", is_flag=True, help="Replace embeddings already in --out.")
 @click.option("--device")
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path))
+@quiet_option
 @user_errors
-def embed(data, model, out, bboxes, no_bboxes, batch_size, device, cache_dir):
+def embed(data, model, out, bboxes, no_bboxes, batch_size, overwrite, device, cache_dir):
     """Write encoder features and parent/child probabilities of the images under DATA."""
-    from .pipeline import embed_folder
+    from .pipeline import embed_folder, ensure_writable
+
+    if (out / "features.npy").exists() and not overwrite:
+        raise UserError(f"{out} already holds embeddings; pass --overwrite to replace them "
+                        "or choose another --out")
+    ensure_writable(out)
 
     e = embed_folder(data, model, out, bboxes=bboxes, no_bboxes=no_bboxes,
                      batch_size=batch_size, device=device, cache_dir=cache_dir,
                      log=lambda msg: click.echo(msg, err=True))
     click.echo(f"embedded {len(e.files)} images ({e.features.shape[1]}-d features) into {out}")
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--max-points", type=click.IntRange(min=1), default=100_000, show_default=True,
+              help="Most images in the UMAP map; more are sampled (seeded) down to it.")
+@click.option("--thumbnails", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Draw this many images at points spread over the map.")
+@click.option("--per-cluster", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Images in each child cluster's gallery.")
+@click.option("--no-model-pictures", is_flag=True, help="Skip the FineGAN grids.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--device")
+@quiet_option
+@user_errors
+def visualize(run_dir, max_points, thumbnails, per_cluster, no_model_pictures, seed, device):
+    """Draw the UMAP map, galleries and model pictures of a `cluster` run, and report.html."""
+    from .visualize import visualize_run
+
+    p = visualize_run(run_dir, max_points=max_points, thumbnails=thumbnails,
+                      per_cluster=per_cluster, model_pictures=not no_model_pictures,
+                      seed=seed, device=device, log=lambda msg: click.echo(msg, err=True))
+    click.echo(f"map:       {p.umap_png} ({p.umap_note})")
+    click.echo(f"galleries: {p.overview.parent}")
+    if p.generated:
+        click.echo(f"model:     {p.generated[0].parent}")
+    click.echo(f"report:    {p.report}")
 
 
 @cli.command()

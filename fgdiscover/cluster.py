@@ -23,6 +23,7 @@ from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from fgdiscover.errors import FGDError
+from fgdiscover.progress import progress_bar
 
 _DEVICES = ("auto", "cpu", "cuda")
 _INITS = ("k-means++", "random")
@@ -434,6 +435,7 @@ def hierarchical_kmeans(
     k: int,
     k_parent: int,
     seed: int = 0,
+    progress: bool = False,
     **kmeans_kwargs,
 ) -> HierarchicalResult:
     """Cluster images into ``k`` child clusters, each belonging to one of ``k_parent`` parents.
@@ -461,6 +463,8 @@ def hierarchical_kmeans(
     k_parent : int
         Number of parent clusters, at most ``k``.
     seed : int, default=0
+    progress : bool, default=False
+        Report each level as it finishes (:func:`fgdiscover.progress.progress_bar`).
     **kmeans_kwargs
         Further :class:`FaissKMeans` settings (n_init, max_iter, normalize, whiten,
         device, verbose), used at both levels.
@@ -477,7 +481,10 @@ def hierarchical_kmeans(
             "so at most k parents can be used"
         )
     child_features = np.asarray(child_features)
+    bar = progress_bar(total=2, desc=f"k-means ({k} clusters, then {k_parent} parents)",
+                       unit="level", enabled=progress)
     child_km = FaissKMeans(k, seed=seed, **kmeans_kwargs).fit(child_features)
+    bar.update()
     child = child_km.labels_
     sizes = np.bincount(child, minlength=k)
 
@@ -501,6 +508,8 @@ def hierarchical_kmeans(
         counts = np.zeros((k, k_parent), dtype=np.float64)
         counts[np.arange(k), centroid_parent] = sizes
 
+    bar.update()
+    bar.close()
     child_to_parent = assign_children_to_parents(counts)
     confidence = _distance_ratio_confidence(child_km.transform(child_features))
     return HierarchicalResult(

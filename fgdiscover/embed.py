@@ -56,7 +56,7 @@ def embed_images(encoder: InverseEncoder, images: np.ndarray, files, out: Path, 
     files : sequence of n relative paths
     out : folder receiving the files listed in the module docstring
     """
-    from tqdm.auto import tqdm
+    from .progress import progress_bar
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -71,8 +71,8 @@ def embed_images(encoder: InverseEncoder, images: np.ndarray, files, out: Path, 
     with open(out / "embeddings.tmp.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["file", "parent_code", "parent_prob", "child_code", "child_prob"])
-        for start in tqdm(range(0, n, batch_size), disable=not progress, desc="embed",
-                          unit="batch"):
+        for start in progress_bar(range(0, n, batch_size), enabled=progress, desc="embed",
+                                  unit="batch"):
             stop = min(start + batch_size, n)
             h, pl, cl = enc(to_tensor(images[start:stop], device))
             pp, cp = pl.softmax(1).cpu().numpy(), cl.softmax(1).cpu().numpy()

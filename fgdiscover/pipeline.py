@@ -8,6 +8,9 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import os
+import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +22,7 @@ from .train.config import GANConfig
 from .train.gan import train_gan
 
 BBOXES_CSV = "bboxes.csv"
+SKIPPED_CSV = "skipped.csv"
 
 
 def load_images(data, size: int, *, bboxes=None, no_bboxes: bool = False, labels=None,
@@ -69,6 +73,53 @@ def code_counts(k: int, k_parent: int) -> tuple[int, int]:
     return k_parent, -(-k // k_parent) * k_parent
 
 
+def ensure_writable(folder: Path) -> None:
+    """Create ``folder`` (and parents) and prove a file can be written there, before any
+    work; FGDError naming the folder otherwise."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".fgdiscover-write-test-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise FGDError(f"cannot write to {folder}: {e.strerror or e}") from None
+
+
+def write_skipped(run_dir: Path, skipped) -> Path | None:
+    """List unusable files as ``run_dir/skipped.csv`` (header ``file,reason``, CSV-quoted,
+    UTF-8); None, and an earlier list removed, when nothing was skipped."""
+    path = Path(run_dir) / SKIPPED_CSV
+    if not skipped:
+        path.unlink(missing_ok=True)
+        return None
+    _write_csv(path, ["file", "reason"], skipped)
+    return path
+
+
+def check_model_dir(model_dir: Path, cfg: GANConfig, *, overwrite: bool) -> bool:
+    """Whether the training run in ``model_dir`` (an earlier ``cluster`` with the same
+    --out) must be cleared before training with ``cfg``.
+
+    Same settings (``--iters`` may grow): False, the run is resumed or reused. Other
+    settings: FGDError, or True with ``overwrite``. Nothing is removed here.
+    """
+    from .train.gan import CHECKPOINT
+
+    if not (model_dir / "config.json").exists() and not (model_dir / CHECKPOINT).exists():
+        return False
+    try:
+        saved = GANConfig.load(model_dir / "config.json")
+    except FGDError:
+        saved = None
+    if saved is not None and saved.replace(iters=cfg.iters) == cfg:
+        return False
+    if not overwrite:
+        raise FGDError(f"{model_dir} holds a FineGAN trained with other settings; pass "
+                       "--overwrite to retrain it, or choose another --out")
+    return True
+
+
 def next_run_dir(base: Path, name: str) -> Path:
     """A new numbered directory ``base/NNNNN-name`` (never an existing one)."""
     base.mkdir(parents=True, exist_ok=True)
@@ -93,22 +144,28 @@ def cluster_folder(data, *, k: int, k_parent: int | None = None, model=None, pre
                    out=None, labels=None, labels_from_dirs=False, label_column=None,
                    bboxes=None, no_bboxes=False, seed: int = 0, iters=None, device=None,
                    cache_dir=None, features: str = "embedding", overcluster=None,
-                   faithful: bool = False, crop=None, progress=True,
-                   log=print) -> ClusterResult:
+                   faithful: bool = False, crop=None, overwrite: bool = False, progress=True,
+                   report: bool = True, log=print) -> ClusterResult:
     """The main job: discover k categories (and k_parent super-categories) under ``data``.
 
     Without ``model`` a FineGAN is first trained on ``data`` into ``out/model`` (resumed
     if that folder already holds a partial run) and its encoder trained; with ``model``
     (a ``fgdiscover train`` run directory) its encoder is reused or trained once and kept
     there. Writes into ``out``: config.json, embeddings/, assignments.csv, clusters.json,
-    metrics.json (when labels are given).
+    metrics.json (when labels are given), skipped.csv (when files were skipped).
+
+    An ``out`` holding a finished clustering is refused unless ``overwrite``; one holding
+    a partial run with the same settings is resumed (a model that finished training is
+    reused, never retrained). ``overwrite`` also retrains a model trained with other
+    settings; nothing is removed before the images have loaded.
     """
     from .cluster import hierarchical_kmeans, representatives
     from .embed import embed_images
     from .train.config import GANConfig, preset as get_preset
     from .train.encoder import ENCODER, ENCODER_PRESETS, load_encoder, train_encoder
-    from .train.gan import CHECKPOINT, load_finegan, pick_device
+    from .train.gan import CHECKPOINT, clear_run, load_finegan, pick_device
 
+    started = time.perf_counter()
     if k < 2:
         raise FGDError("--k must be at least 2")
     k_parent = default_k_parent(k) if k_parent is None else k_parent
@@ -121,9 +178,10 @@ def cluster_folder(data, *, k: int, k_parent: int | None = None, model=None, pre
     preset_name = preset or ("paper" if dev.type == "cuda" else "cpu")
     out = Path(out).resolve() if out else next_run_dir(Path.cwd() / "fgdiscover-runs",
                                                        f"cluster-{Path(data).name or 'data'}")
-    if (out / "assignments.csv").exists():
-        raise FGDError(f"{out} already holds a clustering; choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
+    if (out / "assignments.csv").exists() and not overwrite:
+        raise FGDError(f"{out} already holds a clustering; pass --overwrite to replace it or "
+                       "choose another --out")
+    ensure_writable(out)
 
     if model is None:
         n_parent, n_child = code_counts(k, k_parent)
@@ -136,22 +194,28 @@ def cluster_folder(data, *, k: int, k_parent: int | None = None, model=None, pre
         model_dir = Path(model).resolve()
         if not (model_dir / CHECKPOINT).is_file():
             raise FGDError(f"{model_dir} is not a trained run (no {CHECKPOINT})")
-        cfg = GANConfig.from_json(json.loads((model_dir / "config.json").read_text()))
+        cfg = GANConfig.load(model_dir / "config.json")
+    clear_model = model is None and check_model_dir(model_dir, cfg, overwrite=overwrite)
+    # the images first: an error here leaves an earlier run's files (config.json included)
+    # as they were
+    ds = load_images(data, cfg.resolution, bboxes=bboxes, no_bboxes=no_bboxes, labels=labels,
+                     labels_from_dirs=labels_from_dirs, label_column=label_column,
+                     cache_dir=cache_dir, crop=cfg.crop, progress=progress)
+    if len(ds) < k:
+        raise FGDError(f"only {len(ds)} usable images for --k {k}")
+    write_skipped(out, ds.skipped)
     enc_cfg = dataclasses.replace(ENCODER_PRESETS[preset_name], seed=seed)
     (out / "config.json").write_text(json.dumps({
         "data": str(Path(data).resolve()), "k": k, "k_parent": k_parent, "seed": seed,
         "features": features, "preset": preset_name, "model": str(model_dir),
         "gan": cfg.to_json(), "encoder": dataclasses.asdict(enc_cfg),
-        "labels": str(labels) if labels else ("from-dirs" if labels_from_dirs else None),
-        "device": str(dev)}, indent=2) + "\n")
+        "labels": str(Path(labels).resolve()) if labels else (
+            "from-dirs" if labels_from_dirs else None),
+        "label_column": label_column, "device": str(dev)}, indent=2) + "\n")
 
-    ds = load_images(data, cfg.resolution, bboxes=bboxes, no_bboxes=no_bboxes, labels=labels,
-                     labels_from_dirs=labels_from_dirs, label_column=label_column,
-                     cache_dir=cache_dir, crop=cfg.crop, progress=progress)
-    if ds.skipped:
-        _write_csv(out / "skipped.txt", ["file", "reason"], ds.skipped)
-    if len(ds) < k:
-        raise FGDError(f"only {len(ds)} usable images for --k {k}")
+    if clear_model:
+        log(f"--overwrite: removing the FineGAN trained with other settings in {model_dir}")
+        clear_run(model_dir)
     log(f"{len(ds)} images from {ds.root} at {cfg.resolution} px "
         f"({int((~ds.bbox_missing).sum())} with boxes), {len(ds.skipped)} skipped")
 
@@ -159,6 +223,7 @@ def cluster_folder(data, *, k: int, k_parent: int | None = None, model=None, pre
     if trained_gan:
         log(f"training FineGAN ({preset_name} preset, {cfg.n_parent} parent / "
             f"{cfg.n_child} child codes, {cfg.iters} iterations) into {model_dir}")
+        (model_dir / ENCODER).unlink(missing_ok=True)  # an encoder of the earlier weights
         train_run(ds, model_dir, cfg, resume=(model_dir / CHECKPOINT).exists(), device=dev,
                   progress=progress)
     gan, cfg, _ = load_finegan(model_dir, dev)
@@ -175,7 +240,7 @@ def cluster_folder(data, *, k: int, k_parent: int | None = None, model=None, pre
 
     child_x, parent_x = FEATURES[features](emb)
     res = hierarchical_kmeans(child_x, parent_x, k=k, k_parent=k_parent, seed=seed,
-                              n_init=5, normalize=True)
+                              n_init=5, normalize=True, progress=progress)
     _write_assignments(out / "assignments.csv", ds.files, res)
     reps = representatives(child_x, res.child, n=8)
     sizes = np.bincount(res.child, minlength=k)
@@ -198,6 +263,16 @@ def cluster_folder(data, *, k: int, k_parent: int | None = None, model=None, pre
         metrics = evaluate_assignments(out / "assignments.csv", labels_csv,
                                        label_column=label_column, overcluster=overcluster)
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    else:
+        (out / "metrics.json").unlink(missing_ok=True)  # an overwritten run's scores
+    (out / "summary.json").write_text(json.dumps({
+        "n_images": len(ds), "n_skipped": len(ds.skipped), "k": k, "k_parent": k_parent,
+        "wall_s": round(time.perf_counter() - started, 1), "trained_gan": trained_gan,
+        "trained_encoder": trained_encoder}, indent=2) + "\n")
+    if report:  # umap.png/csv, galleries/, generated/, report.html (fgdiscover.visualize)
+        from .visualize import visualize_run
+
+        visualize_run(out, device=dev, progress=progress, log=log)
     return ClusterResult(out, model_dir, len(ds), len(ds.skipped), k, k_parent, metrics,
                          trained_gan, trained_encoder)
 
@@ -226,17 +301,22 @@ def embed_folder(data, model, out, *, bboxes=None, no_bboxes=False, batch_size=2
 
 
 def _finished(run_dir: Path, cfg: GANConfig) -> bool:
-    """True when ``run_dir`` holds a checkpoint that completed ``cfg.iters`` steps."""
-    log = run_dir / "log.jsonl"
-    if not (run_dir / "checkpoints/last.pt").exists() or not log.exists():
+    """True when ``run_dir`` holds a checkpoint that completed ``cfg.iters`` steps.
+
+    The log is read only up to the checkpoint's step: a run killed after it logged steps
+    its checkpoint lacks is not finished (resuming trims those lines).
+    """
+    from .train.checkpoint import load_checkpoint
+    from .train.gan import CHECKPOINT
+
+    if not (run_dir / CHECKPOINT).exists():
         return False
-    lines = log.read_text().strip().splitlines()
-    return bool(lines) and json.loads(lines[-1])["step"] >= cfg.iters
+    return int(load_checkpoint(run_dir / CHECKPOINT).get("step", -1)) >= cfg.iters
 
 
 def _write_csv(path: Path, header, rows) -> None:
     tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", newline="") as f:
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(header)
         w.writerows(rows)

@@ -46,7 +46,7 @@ def test_unusable_files_are_skipped_and_listed(tmp_path, synth_small):
     r = run("train", data, "--out", tmp_path / "run", "--preset", "tiny")
     assert r.exit_code == 0, r.output
     assert "skipped 2 unusable file(s)" in r.output
-    listed = (tmp_path / "run/skipped.txt").read_text()
+    listed = (tmp_path / "run/skipped.csv").read_text()
     assert "zero.jpg" in listed and "notes.png" in listed
 
 

@@ -367,13 +367,18 @@ def test_load_image_truncated_png(tmp_path):
 
 def test_load_image_decompression_bomb_limits(tmp_path, monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
-    warned = write(tmp_path / "warned.png", solid(RED, size=(40, 40)))  # 1,600 px: warns
+    # 1,600 px, between the limit and twice it (Pillow only warns): a JPEG decodes through
+    # draft() at 1/4 scale (100 px, under the limit); a PNG would need all 1,600: refused
+    warned = write(tmp_path / "warned.jpg", solid(RED, size=(40, 40)), quality=95)
+    over = write(tmp_path / "over.png", solid(RED, size=(40, 40)))
     refused = write(tmp_path / "refused.png", solid(RED, size=(100, 100)))  # > 2x limit
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         image, _ = load_image(warned, 8)
-    assert close(image[4, 4], RED, 2)
+    assert close(image[4, 4], RED, 10)
     assert not [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)]
+    with pytest.raises(ImageDecodeError, match="too large.*40x40 = 1600 pixels"):
+        load_image(over, 8)
     with pytest.raises(ImageDecodeError, match="too large"):
         load_image(refused, 8)
 

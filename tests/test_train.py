@@ -76,7 +76,7 @@ def test_checkpoint_resume_continues_at_the_same_step(tmp_path):
     cfg = TINY.replace(iters=4, checkpoint_every=2)
     train_gan(images, boxes, tmp_path / "straight", cfg, progress=False)
     train_gan(images, boxes, tmp_path / "split", cfg, progress=False, stop_after=2)
-    half = torch.load(tmp_path / "split/checkpoints/last.pt", weights_only=False)
+    half = torch.load(tmp_path / "split/checkpoints/last.pt", weights_only=True)
     assert half["step"] == 2
     # an interrupted run may have logged steps past its checkpoint: they are dropped
     with open(tmp_path / "split/log.jsonl", "a") as log:

@@ -325,7 +325,7 @@ def build_cache(
     FGDError
         No file could be decoded, or the cache folder cannot be written.
     """
-    from tqdm import tqdm
+    from ..progress import progress_bar
 
     n = len(files)
     jobs = [(file, _box_or_none(box)) for file, box in zip(files, bboxes)]
@@ -343,8 +343,8 @@ def build_cache(
         # Rows are written in file order; skipped files leave the tail unused and the
         # array is compacted at the end (only then, to avoid a second copy normally).
         array = _new_array(tmp, (n, size, size, 3))
-        bar = tqdm(total=n, desc=f"decoding {n} images", unit="img", disable=not progress,
-                   file=sys.stderr, leave=False)
+        bar = progress_bar(total=n, desc=f"decoding {n} images", unit="img", enabled=progress,
+                           file=sys.stderr, leave=False)
         with bar, warnings.catch_warnings():
             # Set once here, not per image: warning filters are process-wide and the
             # decoding threads would race to save and restore them.

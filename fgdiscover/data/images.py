@@ -181,7 +181,7 @@ def _decode(
     except UnidentifiedImageError:
         raise ImageDecodeError(path, "not an image Pillow can read") from None
     except Image.DecompressionBombError as exc:
-        raise ImageDecodeError(path, f"too large to decode safely ({_one_line(exc)})") from None
+        raise _too_large(path, exc) from None
     except OSError as exc:
         raise ImageDecodeError(path, f"cannot open: {exc.strerror or _one_line(exc)}") from None
     with img:
@@ -189,6 +189,8 @@ def _decode(
             return _decode_opened(img, size, bbox, crop)
         except ImageDecodeError:
             raise
+        except Image.DecompressionBombError as exc:
+            raise _too_large(path, exc) from None
         except ValueError as exc:
             if bbox is not None and "bounding box" in str(exc):
                 raise ImageDecodeError(path, _one_line(exc)) from None
@@ -197,6 +199,10 @@ def _decode(
             # Pillow reports broken files through many types (OSError, SyntaxError,
             # EOFError, struct.error, IndexError, ...); any of them means "skip this file".
             raise ImageDecodeError(path, f"cannot decode: {_one_line(exc)}") from None
+
+
+def _too_large(path: PathArg, exc: Exception) -> ImageDecodeError:
+    return ImageDecodeError(path, f"too large to decode safely ({_one_line(exc)})")
 
 
 def _orientation(img: Image.Image) -> int:
@@ -228,6 +234,14 @@ def _decode_opened(
     reduction = min(crop[2] - crop[0], crop[3] - crop[1]) / size
     if reduction >= 2:
         img.draft(None, (math.ceil(raw_w / reduction), math.ceil(raw_h / reduction)))
+    # Decompression bombs: Pillow refuses at open() only above twice its limit. Refuse
+    # anything whose pixels, as they would be decoded (after JPEG's draft reduction), exceed
+    # the limit, before a single pixel is allocated.
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit and img.size[0] * img.size[1] > limit:
+        raise Image.DecompressionBombError(
+            f"{img.size[0]}x{img.size[1]} = {img.size[0] * img.size[1]} pixels to decode, "
+            f"limit {limit} (PIL.Image.MAX_IMAGE_PIXELS)")
     # Decode now: Pillow is lazy, and only load() notices truncated data.
     img.load()
     drawn_w, drawn_h = img.size
@@ -300,7 +314,7 @@ def load_image(
     if crop not in CROPS:
         raise ValueError(f"crop must be one of {CROPS}, got {crop!r}")
     with warnings.catch_warnings():
-        # Large-but-allowed images (over Image.MAX_IMAGE_PIXELS, under twice it) only
-        # warn; we decode them (draft() keeps JPEGs cheap) without spamming the user.
+        # Pillow only warns between Image.MAX_IMAGE_PIXELS and twice it; _decode_opened
+        # refuses those itself unless JPEG's draft() decodes them under the limit.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         return _decode(path, size, bbox, crop)

@@ -127,6 +127,14 @@ def _layouts_in(folder: Path) -> list[str]:
     ]
 
 
+def _is_dir(entry: os.DirEntry) -> bool:
+    """``entry.is_dir()``, False for an entry that cannot be followed (a symlink loop)."""
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
+
+
 def _locate(root) -> tuple[str, Path] | None:
     """Find the layout at ``root`` or in exactly one of its immediate subfolders.
 
@@ -150,7 +158,7 @@ def _locate(root) -> tuple[str, Path] | None:
         children = sorted(
             entry.path
             for entry in os.scandir(root)
-            if entry.is_dir() and not entry.name.startswith(".")
+            if _is_dir(entry) and not entry.name.startswith(".")
         )
     except OSError as err:
         raise FGDError(f"cannot list {root}: {_one_line(err)}") from None

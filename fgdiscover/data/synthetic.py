@@ -673,9 +673,9 @@ def make_synthetic(out, *, n_parent: int = 4, children_per_parent: int = 3, n: i
     _write_manifest(out, manifest)
     indices = range(n)
     if progress:
-        from tqdm import tqdm
+        from ..progress import progress_bar
 
-        indices = tqdm(indices, desc="synth", unit="img")
+        indices = progress_bar(indices, desc="synth", unit="img")
     for i in indices:
         item = render_item(i, background=int(background[i]), child=int(child[i]),
                            n_parent=n_parent, children_per_parent=children_per_parent,

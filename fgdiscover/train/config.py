@@ -78,6 +78,8 @@ class GANConfig:
             raise FGDError(f"crop must be 'full' or 'bbox', got {self.crop!r}")
         if self.hard_negative_iters < 0:
             raise FGDError("hard_negative_iters must be >= 0")
+        if self.checkpoint_every < 1 or self.log_every < 1:
+            raise FGDError("checkpoint_every and log_every must be >= 1")
         if self.hard_negative_iters > self.iters:
             # a run shortened with --iters keeps its hard-negative phase at a tenth of it
             object.__setattr__(self, "hard_negative_iters", self.iters // 10)
@@ -96,17 +98,65 @@ class GANConfig:
 
     @classmethod
     def from_json(cls, data: dict) -> "GANConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
+        """The config saved by :meth:`to_json`, validated: every setting present, none
+        unknown, each of its type (a config read from a file is never trusted)."""
+        if not isinstance(data, dict):
+            raise FGDError(f"a config must be a JSON object, got {type(data).__name__}")
+        fields = {f.name: f.type for f in dataclasses.fields(cls)}
+        unknown, missing = set(data) - set(fields), set(fields) - set(data)
         if unknown:
             raise FGDError(f"unknown settings in config: {', '.join(sorted(unknown))}")
-        for key in ("betas", "mask_area"):
-            if key in data:
-                data = {**data, key: tuple(data[key])}
-        return cls(**data)
+        if missing:
+            raise FGDError(f"settings missing from config: {', '.join(sorted(missing))}")
+        values = {}
+        for key, kind in fields.items():
+            values[key] = _checked(key, data[key], kind)
+        return cls(**values)
+
+    @classmethod
+    def load(cls, path: Path) -> "GANConfig":
+        """:meth:`from_json` of a config.json file; FGDError naming the file otherwise."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise FGDError(f"no config.json in {path.parent}") from None
+        except (OSError, ValueError) as e:
+            raise FGDError(f"cannot read {path}: {e}") from None
+        try:
+            return cls.from_json(data)
+        except FGDError as e:
+            raise FGDError(f"{path}: {e}") from None
 
     def save(self, path: Path) -> None:
         Path(path).write_text(json.dumps(self.to_json(), indent=2) + "\n")
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _checked(key: str, value, kind: str):
+    """``value`` of setting ``key`` if it has the declared type ``kind`` (an annotation
+    string); ints are accepted for floats and a 2-list for a pair."""
+    if kind == "tuple[float, float]":
+        if isinstance(value, (list, tuple)) and len(value) == 2 and all(map(_is_number, value)):
+            return tuple(float(v) for v in value)
+    elif kind == "float":
+        if _is_number(value):
+            return float(value)
+    elif kind == "int":
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif kind == "bool":
+        if isinstance(value, bool):
+            return value
+    elif kind == "str":
+        if isinstance(value, str):
+            return value
+    else:  # a new field with a type this check does not know yet
+        raise FGDError(f"setting {key!r} has an unchecked type {kind}")
+    raise FGDError(f"setting {key!r} must be {kind}, got {value!r}")
 
 
 PRESETS: dict[str, GANConfig] = {

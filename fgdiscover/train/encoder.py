@@ -15,7 +15,7 @@ from ..errors import FGDError
 from ..models.codes import sample_codes
 from ..models.encoder import InverseEncoder, random_shift_flip
 from ..models.finegan import FineGAN
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, load_weights, save_checkpoint
 from .gan import BatchSampler, to_tensor
 
 ENCODER = "encoder.pt"
@@ -85,7 +85,7 @@ def train_encoder(gan: FineGAN, out: Path, cfg: EncoderConfig, *, real_images=No
     out : Path of the encoder checkpoint to write
     real_images : uint8 array (n, R, R, 3), optional; needed when ``cfg.real_weight > 0``
     """
-    from tqdm.auto import tqdm
+    from ..progress import progress_bar
 
     g = gan.generator_ema.eval()
     torch.manual_seed(cfg.seed)
@@ -99,8 +99,8 @@ def train_encoder(gan: FineGAN, out: Path, cfg: EncoderConfig, *, real_images=No
             raise FGDError("the real-image encoder term needs the real images")
         sampler = BatchSampler(real_images, np.full((len(real_images), 4), np.nan),
                                cfg.batch_size, cfg.seed)
-    bar = tqdm(range(cfg.iters), disable=not progress, desc="train encoder", unit="it",
-               dynamic_ncols=True)
+    bar = progress_bar(range(cfg.iters), enabled=progress, desc="train encoder", unit="it",
+                       dynamic_ncols=True)
     t0 = time.perf_counter()
     for step in bar:
         images, codes = fake_batch(gan, cfg.batch_size, rng, device)
@@ -128,10 +128,17 @@ def train_encoder(gan: FineGAN, out: Path, cfg: EncoderConfig, *, real_images=No
 
 
 def load_encoder(path: Path, device="cpu") -> InverseEncoder:
-    """An encoder saved by :func:`train_encoder`, in eval mode."""
-    ckpt = load_checkpoint(path, map_location=device)
-    if ckpt.get("format") != "fgdiscover-encoder-1":
-        raise FGDError(f"{path} is not an fgdiscover encoder checkpoint")
-    enc = InverseEncoder(**ckpt["dims"]).to(device)
-    enc.load_state_dict(ckpt["state"])
+    """An encoder saved by :func:`train_encoder`, in eval mode (loaded with
+    ``weights_only=True``; its dimensions are checked before a network is built)."""
+    ckpt = load_checkpoint(path, map_location=device, kind="fgdiscover-encoder-1")
+    dims = ckpt.get("dims")
+    names = ("resolution", "n_parent", "n_child", "width", "feature_dim")
+    if (not isinstance(dims, dict) or set(dims) != set(names)
+            or not all(type(dims[k]) is int and dims[k] > 0 for k in names)):
+        raise FGDError(f"{path}: invalid encoder dimensions {dims!r}")
+    try:
+        enc = InverseEncoder(**dims).to(device)
+    except (ValueError, TypeError) as e:
+        raise FGDError(f"{path}: invalid encoder dimensions {dims!r} ({e})") from None
+    load_weights(enc, ckpt.get("state"), path, "encoder")
     return enc.eval()

@@ -12,14 +12,16 @@ import numpy as np
 import torch
 
 from ..errors import FGDError
-from ..models.codes import Codes, sample_codes
+from ..models.codes import Codes, parent_of, sample_codes
 from ..models.finegan import FineGAN, accumulate, ema_decay
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, load_weights, save_checkpoint
 from .config import GANConfig
 from .losses import (bce, code_log_likelihood, d_adversarial_loss, d_patch_loss,
                      g_adversarial_loss, info_loss, mask_area_loss, mask_binary_loss)
 
 CHECKPOINT = "checkpoints/last.pt"
+CHECKPOINT_FORMAT = "fgdiscover-finegan-2"  # 2: loadable with weights_only=True
+NETWORKS = ("generator", "generator_ema", "d_background", "d_parent", "d_child")
 
 
 def pick_device(device: str | None = None) -> torch.device:
@@ -87,7 +89,7 @@ def train_step(m: FineGAN, opt: Optimizers, real: torch.Tensor, bboxes: torch.Te
 
     Returns
     -------
-    dict of float losses.
+    dict of float losses (read from the device in one transfer).
     """
     g, d_b, d_p, d_c = m.generator, m.d_background, m.d_parent, m.d_child
     out = g(codes.z, codes.b, codes.p, codes.c)
@@ -117,9 +119,56 @@ def train_step(m: FineGAN, opt: Optimizers, real: torch.Tensor, bboxes: torch.Te
     (loss_gb + loss_gc + loss_info_p + loss_info_c + loss_mask).backward()
     opt.g.step()
     accumulate(m.generator_ema, g, ema_decay(step, cfg.ema_decay))
-    return {"d_bg": loss_db.item(), "d_child": loss_dc.item(), "g_bg": loss_gb.item(),
-            "g_child": loss_gc.item(), "info_p": loss_info_p.item(), "info_c": loss_info_c.item(),
-            "mask": loss_mask.item()}
+    losses = {"d_bg": loss_db, "d_child": loss_dc, "g_bg": loss_gb, "g_child": loss_gc,
+              "info_p": loss_info_p, "info_c": loss_info_c, "mask": loss_mask}
+    values = torch.stack([v.detach().float() for v in losses.values()]).tolist()
+    return dict(zip(losses, values))
+
+
+@torch.no_grad()
+def child_code_recovery(m: FineGAN, cfg: GANConfig, device, seed: int = 0) -> dict:
+    """Collapse indicator: how many child codes D_c's code head tells apart in EMA images.
+
+    Every child code is drawn equally often (at least twice, at least a batch in all), with
+    fixed noise from ``seed``; a code counts as recovered when most of its images are
+    predicted as that code. A generator whose children all look alike scores few codes.
+    Reads the networks in eval mode and restores their modes: no training state (batch
+    statistics, spectral-norm vectors, random streams) changes.
+
+    Returns
+    -------
+    dict with ``codes_recovered`` (int, out of ``cfg.n_child``) and ``code_acc`` (float,
+    the fraction of probe images whose child code is predicted correctly).
+    """
+    reps = max(2, -(-cfg.batch_size // cfg.n_child))
+    rng = torch.Generator().manual_seed(seed)
+    c = torch.arange(cfg.n_child).repeat(reps)
+    codes = Codes(torch.randn(len(c), cfg.z_dim, generator=rng), c.clone(),
+                  parent_of(c, cfg.n_parent, cfg.n_child), c).to(device)
+    g, d_c = m.generator_ema, m.d_child
+    modes = g.training, d_c.training
+    g.eval(), d_c.eval()
+    try:
+        out = g(codes.z, codes.b, codes.p, codes.c)
+        pred = d_c.code_logits(out["child_fg"] * out["child_mask"]).argmax(1).cpu()
+    finally:
+        g.train(modes[0]), d_c.train(modes[1])
+    hits = (pred == c).float().view(reps, cfg.n_child).mean(0)
+    return {"codes_recovered": int((hits > 0.5).sum()), "code_acc": float(hits.mean())}
+
+
+def _check_finite(losses: dict, step: int, ckpt_path: Path) -> None:
+    """FGDError naming the non-finite losses at ``step``; the last checkpoint is kept."""
+    bad = [k for k, v in losses.items() if not np.isfinite(v)]
+    if bad:
+        shown = ", ".join(f"{k}={losses[k]}" for k in bad)
+        raise FGDError(f"training diverged at step {step} ({shown}); the last good checkpoint "
+                       f"{ckpt_path} is kept (see README, 'Training health')")
+
+
+def _weights_finite(m: FineGAN) -> bool:
+    return all(bool(torch.isfinite(t).all()) for t in m.state_dict().values()
+               if t.is_floating_point())
 
 
 @torch.no_grad()
@@ -170,17 +219,20 @@ class BatchSampler:
         return imgs, boxes
 
     def state(self) -> dict:
-        return {"rng": self.rng.bit_generator.state, "order": self.order, "pos": self.pos}
+        """Plain values and a tensor only (checkpoints load with ``weights_only=True``)."""
+        return {"rng": self.rng.bit_generator.state,
+                "order": torch.from_numpy(np.asarray(self.order, dtype=np.int64).copy()),
+                "pos": int(self.pos)}
 
     def load_state(self, s: dict) -> None:
         self.rng.bit_generator.state = s["rng"]
-        self.order, self.pos = np.asarray(s["order"]), int(s["pos"])
+        self.order, self.pos = torch.as_tensor(s["order"]).numpy(), int(s["pos"])
 
 
 def _state(m, opt, cfg, step, code_rng, sampler) -> dict:
     return {
-        "format": "fgdiscover-finegan-1",
-        "config": cfg.to_json(),
+        "format": CHECKPOINT_FORMAT,
+        "config": json.dumps(cfg.to_json()),  # validated by GANConfig.from_json on load
         "step": step,
         "generator": m.generator.state_dict(),
         "generator_ema": m.generator_ema.state_dict(),
@@ -194,13 +246,30 @@ def _state(m, opt, cfg, step, code_rng, sampler) -> dict:
     }
 
 
+def _read_checkpoint(path: Path, device) -> tuple[dict, GANConfig]:
+    """A FineGAN checkpoint loaded safely, with its validated config."""
+    ckpt = load_checkpoint(path, map_location=device, kind=CHECKPOINT_FORMAT)
+    try:
+        cfg = GANConfig.from_json(json.loads(ckpt["config"]))
+    except (KeyError, TypeError, ValueError, FGDError) as e:
+        raise FGDError(f"{path}: invalid config ({e})") from None
+    missing = [k for k in (*NETWORKS, "step", "opt_d", "opt_g", "rng") if k not in ckpt]
+    if missing:
+        raise FGDError(f"{path}: incomplete checkpoint (no {', '.join(missing)})")
+    return ckpt, cfg
+
+
+def _load_networks(m: FineGAN, ckpt: dict, path: Path) -> None:
+    for name in NETWORKS:
+        load_weights(getattr(m, name), ckpt[name], path, name)
+
+
 def load_finegan(run_dir: Path, device="cpu") -> tuple[FineGAN, GANConfig, dict]:
     """The FineGAN of a run directory (its last checkpoint), in eval mode."""
-    ckpt = load_checkpoint(Path(run_dir) / CHECKPOINT, map_location=device)
-    cfg = GANConfig.from_json(ckpt["config"])
+    path = Path(run_dir) / CHECKPOINT
+    ckpt, cfg = _read_checkpoint(path, device)
     m = build_finegan(cfg).to(device)
-    for name in ("generator", "generator_ema", "d_background", "d_parent", "d_child"):
-        getattr(m, name).load_state_dict(ckpt[name])
+    _load_networks(m, ckpt, path)
     return m.eval(), cfg, ckpt
 
 
@@ -208,8 +277,13 @@ def _truncate_log(path: Path, step: int) -> None:
     """Drop log lines past ``step``: an interrupted run logged steps its checkpoint lacks."""
     if not path.exists():
         return
-    keep = [line for line in path.read_text().splitlines()
-            if line.strip() and json.loads(line)["step"] <= step]
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)["step"] <= step:
+                keep.append(line)
+        except (ValueError, KeyError, TypeError):  # a line cut short by a kill
+            continue
     path.write_text("".join(line + "\n" for line in keep))
 
 
@@ -217,7 +291,17 @@ def ensure_new_run(run_dir: Path) -> None:
     """FGDError when ``run_dir`` already holds a checkpoint (it would be overwritten)."""
     if (Path(run_dir) / CHECKPOINT).exists():
         raise FGDError(f"{run_dir} already holds a training run; pass --resume to continue "
-                       "it or choose another --out")
+                       "it, --overwrite to replace it, or choose another --out")
+
+
+# what a training run writes into its directory (the encoder depends on the GAN)
+RUN_FILES = (CHECKPOINT, "log.jsonl", "config.json", "encoder.pt")
+
+
+def clear_run(run_dir: Path) -> None:
+    """Remove a training run's files from ``run_dir`` (``--overwrite``); others stay."""
+    for name in RUN_FILES:
+        (Path(run_dir) / name).unlink(missing_ok=True)
 
 
 def train_gan(images: np.ndarray, bboxes: np.ndarray, run_dir: Path, cfg: GANConfig, *,
@@ -239,6 +323,12 @@ def train_gan(images: np.ndarray, bboxes: np.ndarray, run_dir: Path, cfg: GANCon
     Returns
     -------
     Path of the checkpoint.
+
+    Raises
+    ------
+    FGDError
+        A loss (checked every step) or a weight (checked before each checkpoint) is NaN or
+        Inf: the run stops at that step and the last good checkpoint is kept.
     """
     run_dir = Path(run_dir).resolve()
     ckpt_path = run_dir / CHECKPOINT
@@ -247,6 +337,8 @@ def train_gan(images: np.ndarray, bboxes: np.ndarray, run_dir: Path, cfg: GANCon
         raise FGDError(f"images are {images.shape[1]} px, the model wants {cfg.resolution} px")
     if not resume:
         ensure_new_run(run_dir)
+    for stale in ckpt_path.parent.glob(f"{ckpt_path.name}*.tmp"):  # a write cut short
+        stale.unlink(missing_ok=True)
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     m = build_finegan(cfg).to(device).train()
@@ -255,13 +347,11 @@ def train_gan(images: np.ndarray, bboxes: np.ndarray, run_dir: Path, cfg: GANCon
     sampler = BatchSampler(images, bboxes, cfg.batch_size, cfg.seed)
     step = 0
     if resume and ckpt_path.exists():
-        ckpt = load_checkpoint(ckpt_path, map_location=device)
-        saved = GANConfig.from_json(ckpt["config"])
+        ckpt, saved = _read_checkpoint(ckpt_path, device)
         if saved.replace(iters=cfg.iters) != cfg:
             raise FGDError(f"{run_dir} was trained with other settings; only --iters may change "
                            "on --resume")
-        for name in ("generator", "generator_ema", "d_background", "d_parent", "d_child"):
-            getattr(m, name).load_state_dict(ckpt[name])
+        _load_networks(m, ckpt, ckpt_path)
         opt.d.load_state_dict(ckpt["opt_d"])
         opt.g.load_state_dict(ckpt["opt_g"])
         step = int(ckpt["step"])
@@ -270,15 +360,17 @@ def train_gan(images: np.ndarray, bboxes: np.ndarray, run_dir: Path, cfg: GANCon
         torch.set_rng_state(ckpt["rng"]["torch"])
         random.setstate(ckpt["rng"]["python"])
         _truncate_log(run_dir / "log.jsonl", step)
+    else:  # no checkpoint: lines an attempt killed before its first one logged are void
+        (run_dir / "log.jsonl").unlink(missing_ok=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg.save(run_dir / "config.json")
     m.generator_ema.eval()
 
-    from tqdm.auto import tqdm
+    from ..progress import progress_bar
 
     end = cfg.iters if stop_after is None else min(cfg.iters, step + stop_after)
-    bar = tqdm(total=cfg.iters, initial=step, disable=not progress, unit="it",
-               desc="train FineGAN", dynamic_ncols=True)
+    bar = progress_bar(total=cfg.iters, initial=step, enabled=progress, unit="it",
+                       desc="train FineGAN", dynamic_ncols=True)
     hard_start = cfg.iters - cfg.hard_negative_iters
     t0, seen = time.perf_counter(), 0
     with open(run_dir / "log.jsonl", "a") as log:
@@ -296,15 +388,21 @@ def train_gan(images: np.ndarray, bboxes: np.ndarray, run_dir: Path, cfg: GANCon
             losses = train_step(m, opt, real, boxes, codes, cfg, step)
             step += 1
             seen += n
-            if not all(np.isfinite(v) for v in losses.values()):
-                raise FGDError(f"training diverged at step {step}: {losses}")
+            _check_finite(losses, step, ckpt_path)
             rate = seen / (time.perf_counter() - t0)
             if step % cfg.log_every == 0 or step == end:
-                log.write(json.dumps({"step": step, **losses, "img_per_s": rate}) + "\n")
+                health = child_code_recovery(m, cfg, device, seed=cfg.seed)
+                log.write(json.dumps({"step": step, **losses, **health, "img_per_s": rate})
+                          + "\n")
                 log.flush()
-                bar.set_postfix({k: f"{v:.2f}" for k, v in losses.items()} | {"img/s": f"{rate:.0f}"})
+                bar.set_postfix({k: f"{v:.2f}" for k, v in losses.items()}
+                                | {"codes": f"{health['codes_recovered']}/{cfg.n_child}",
+                                   "img/s": f"{rate:.0f}"})
             bar.update(1)
             if step % cfg.checkpoint_every == 0 or step == end:
+                if not _weights_finite(m):  # finite losses, but the last update overflowed
+                    raise FGDError(f"training diverged at step {step} (non-finite weights); "
+                                   f"the last good checkpoint {ckpt_path} is kept")
                 save_checkpoint(_state(m, opt, cfg, step, code_rng, sampler), ckpt_path)
     bar.close()
     return ckpt_path
