@@ -227,6 +227,11 @@ def generate(run_dir, out, seed, device):
               default="embedding", show_default=True,
               help="What k-means clusters: the encoder embedding (parents from the child "
                    "centres), the child/parent probabilities, or both.")
+@click.option("--parents", type=click.Choice(["auto", "silhouette", "features"]),
+              default="auto", show_default=True,
+              help="Group child clusters into parents by the outline their members share in "
+                   "their boxes (silhouette), or as --features says; auto: silhouette when "
+                   "every image has a box.")
 @click.option("--overcluster", type=int,
               help="Also report over-clustering accuracy with up to M clusters per class.")
 @click.option("--faithful", is_flag=True,
@@ -242,8 +247,8 @@ def generate(run_dir, out, seed, device):
 @quiet_option
 @user_errors
 def cluster(data, k, k_parent, model, preset, iters, out, labels, labels_from_dirs,
-            label_column, bboxes, no_bboxes, crop, features, overcluster, faithful, overwrite,
-            no_report, seed, device, cache_dir):
+            label_column, bboxes, no_bboxes, crop, features, parents, overcluster, faithful,
+            overwrite, no_report, seed, device, cache_dir):
     """Discover K fine-grained categories among the images under DATA."""
     from .pipeline import cluster_folder
 
@@ -253,7 +258,8 @@ def cluster(data, k, k_parent, model, preset, iters, out, labels, labels_from_di
                        labels=labels, labels_from_dirs=labels_from_dirs,
                        label_column=label_column, bboxes=bboxes, no_bboxes=no_bboxes,
                        seed=seed, iters=iters, device=device, cache_dir=cache_dir,
-                       features=features, overcluster=overcluster, faithful=faithful, crop=crop,
+                       features=features, parents=parents, overcluster=overcluster,
+                       faithful=faithful, crop=crop,
                        overwrite=overwrite, report=not no_report,
                        log=lambda msg: click.echo(msg, err=True))
     click.echo(f"clustered {r.n_images} images into {r.k} clusters under {r.k_parent} parents, "

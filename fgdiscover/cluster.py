@@ -436,6 +436,7 @@ def hierarchical_kmeans(
     k_parent: int,
     seed: int = 0,
     progress: bool = False,
+    child_descriptors=None,
     **kmeans_kwargs,
 ) -> HierarchicalResult:
     """Cluster images into ``k`` child clusters, each belonging to one of ``k_parent`` parents.
@@ -444,7 +445,10 @@ def hierarchical_kmeans(
 
     * with ``parent_features``: k-means with ``k_parent`` on them, then each child cluster
       goes to the parent cluster holding most of its members;
-    * without: k-means of the child centres, weighted by cluster sizes, into ``k_parent``
+    * with ``child_descriptors``: k-means, weighted by cluster sizes, of one row per child
+      cluster that this function computes from the child labels (e.g. the clusters'
+      silhouettes, :func:`fgdiscover.silhouette.cluster_silhouettes`);
+    * otherwise: k-means of the child centres, weighted by cluster sizes, into ``k_parent``
       groups (in the child clustering's preprocessed space, so ``whiten``/``normalize``
       are not applied a second time).
 
@@ -465,6 +469,9 @@ def hierarchical_kmeans(
     seed : int, default=0
     progress : bool, default=False
         Report each level as it finishes (:func:`fgdiscover.progress.progress_bar`).
+    child_descriptors : callable, optional
+        ``child_descriptors(child_labels) -> array (k, d)`` without NaN; excludes
+        ``parent_features``.
     **kmeans_kwargs
         Further :class:`FaissKMeans` settings (n_init, max_iter, normalize, whiten,
         device, verbose), used at both levels.
@@ -488,7 +495,19 @@ def hierarchical_kmeans(
     child = child_km.labels_
     sizes = np.bincount(child, minlength=k)
 
-    if parent_features is not None:
+    if parent_features is not None and child_descriptors is not None:
+        raise ValueError("give parent_features or child_descriptors, not both")
+    if child_descriptors is not None:
+        rows = np.asarray(child_descriptors(child), dtype=np.float32)
+        if rows.shape[0] != k or rows.ndim != 2 or not np.isfinite(rows).all():
+            raise ValueError(f"child_descriptors must return {k} finite rows, got {rows.shape}")
+        settings = {key: v for key, v in kmeans_kwargs.items() if key not in ("whiten", "normalize")}
+        # empty clusters weigh (almost) nothing but keep k_parent <= rows
+        row_parent = FaissKMeans(k_parent, seed=seed, **settings).fit_predict(
+            rows, sample_weight=np.maximum(sizes, 1e-6))
+        counts = np.zeros((k, k_parent), dtype=np.float64)
+        counts[np.arange(k), row_parent] = sizes
+    elif parent_features is not None:
         parent_features = np.asarray(parent_features)
         if len(parent_features) != len(child_features):
             raise ValueError(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import json
 import os
 import tempfile
@@ -145,7 +146,7 @@ def cluster_folder(data, *, k: int, k_parent: int | None = None, model=None, pre
                    bboxes=None, no_bboxes=False, seed: int = 0, iters=None, device=None,
                    cache_dir=None, features: str = "embedding", overcluster=None,
                    faithful: bool = False, crop=None, overwrite: bool = False, progress=True,
-                   report: bool = True, log=print) -> ClusterResult:
+                   report: bool = True, parents: str = "auto", log=print) -> ClusterResult:
     """The main job: discover k categories (and k_parent super-categories) under ``data``.
 
     Without ``model`` a FineGAN is first trained on ``data`` into ``out/model`` (resumed
@@ -158,6 +159,11 @@ def cluster_folder(data, *, k: int, k_parent: int | None = None, model=None, pre
     a partial run with the same settings is resumed (a model that finished training is
     reused, never retrained). ``overwrite`` also retrains a model trained with other
     settings; nothing is removed before the images have loaded.
+
+    ``parents`` chooses how child clusters are grouped into parents: ``"silhouette"`` by
+    the outline their members share inside their boxes (:mod:`fgdiscover.silhouette`;
+    needs a box for every image), ``"features"`` as ``features`` says (:data:`FEATURES`),
+    ``"auto"`` the first when every image has a box, else the second.
     """
     from .cluster import hierarchical_kmeans, representatives
     from .embed import embed_images
@@ -173,6 +179,8 @@ def cluster_folder(data, *, k: int, k_parent: int | None = None, model=None, pre
         raise FGDError(f"--k-parent must lie between 1 and --k ({k}), got {k_parent}")
     if features not in FEATURES:
         raise FGDError(f"unknown features {features!r}; choose from {', '.join(FEATURES)}")
+    if parents not in PARENTS:
+        raise FGDError(f"unknown parents {parents!r}; choose from {', '.join(PARENTS)}")
     scan_images(data)  # a missing or empty folder fails here, before any directory is made
     dev = pick_device(device)
     preset_name = preset or ("paper" if dev.type == "cuda" else "cpu")
@@ -203,11 +211,18 @@ def cluster_folder(data, *, k: int, k_parent: int | None = None, model=None, pre
                      cache_dir=cache_dir, crop=cfg.crop, progress=progress)
     if len(ds) < k:
         raise FGDError(f"only {len(ds)} usable images for --k {k}")
+    all_boxed = bool(np.isfinite(ds.bboxes).all())
+    if parents == "silhouette" and not all_boxed:
+        raise FGDError(f"--parents silhouette needs a box for every image; "
+                       f"{int((~np.isfinite(ds.bboxes).all(1)).sum())} have none")
+    parents = "silhouette" if parents == "auto" and all_boxed else (
+        "features" if parents == "auto" else parents)
     write_skipped(out, ds.skipped)
     enc_cfg = dataclasses.replace(ENCODER_PRESETS[preset_name], seed=seed)
     (out / "config.json").write_text(json.dumps({
         "data": str(Path(data).resolve()), "k": k, "k_parent": k_parent, "seed": seed,
-        "features": features, "preset": preset_name, "model": str(model_dir),
+        "features": features, "parents": parents, "preset": preset_name,
+        "model": str(model_dir),
         "gan": cfg.to_json(), "encoder": dataclasses.asdict(enc_cfg),
         "labels": str(Path(labels).resolve()) if labels else (
             "from-dirs" if labels_from_dirs else None),
@@ -231,16 +246,20 @@ def cluster_folder(data, *, k: int, k_parent: int | None = None, model=None, pre
     trained_encoder = not enc_path.exists()
     if trained_encoder:
         log(f"training the inverse encoder into {enc_path}")
-        encoder = train_encoder(gan, enc_path, enc_cfg, real_images=ds.images, device=dev,
-                                progress=progress)
+        encoder = train_encoder(gan, enc_path, enc_cfg, real_images=ds.images,
+                                boxes=ds.bboxes, device=dev, progress=progress, log=log)
     else:
         encoder = load_encoder(enc_path, dev)
     emb = embed_images(encoder, ds.images, ds.files, out / "embeddings", device=dev,
                        progress=progress)
 
     child_x, parent_x = FEATURES[features](emb)
+    rows = None
+    if parents == "silhouette":
+        parent_x, rows = None, functools.partial(_silhouette_rows, ds.images, ds.bboxes, k)
     res = hierarchical_kmeans(child_x, parent_x, k=k, k_parent=k_parent, seed=seed,
-                              n_init=5, normalize=True, progress=progress)
+                              n_init=5, normalize=True, progress=progress,
+                              child_descriptors=rows)
     _write_assignments(out / "assignments.csv", ds.files, res)
     reps = representatives(child_x, res.child, n=8)
     sizes = np.bincount(res.child, minlength=k)
@@ -295,7 +314,7 @@ def embed_folder(data, model, out, *, bboxes=None, no_bboxes=False, batch_size=2
     else:
         log(f"training the inverse encoder into {enc_path}")
         encoder = train_encoder(gan, enc_path, ENCODER_PRESETS["cpu"], real_images=ds.images,
-                                device=dev, progress=progress)
+                                boxes=ds.bboxes, device=dev, progress=progress, log=log)
     return embed_images(encoder, ds.images, ds.files, out, batch_size=batch_size, device=dev,
                         progress=progress)
 
@@ -334,6 +353,19 @@ def _write_assignments(path: Path, files, res) -> None:
 # parent probabilities, each child cluster joins the parent cluster holding most of its
 # images. Measured on the synthetic set (benchmarks/README.md): the embedding with
 # centroid parents scored best, so it is the default.
+PARENTS = ("auto", "silhouette", "features")
+
+
+def _silhouette_rows(images, boxes, k: int, child: np.ndarray) -> np.ndarray:
+    """One silhouette per child cluster (clusters with too few members get the mean one)."""
+    from .silhouette import cluster_silhouettes
+
+    maps, counts = cluster_silhouettes(images, boxes, child, k)
+    ok = np.isfinite(maps).all(axis=1)
+    maps[~ok] = np.average(maps[ok], axis=0, weights=counts[ok])
+    return maps
+
+
 FEATURES = {
     "embedding": lambda e: (np.asarray(e.features), None),
     "child": lambda e: (np.asarray(e.child_probs), np.asarray(e.parent_probs)),

@@ -75,3 +75,27 @@ def random_shift_flip(x: torch.Tensor, max_shift: int, generator=None) -> torch.
     dx = torch.randint(0, 2 * max_shift + 1, (n,), generator=generator).tolist()
     dy = torch.randint(0, 2 * max_shift + 1, (n,), generator=generator).tolist()
     return torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])
+
+
+def paste_objects(images: torch.Tensor, boxes: torch.Tensor, backgrounds: torch.Tensor,
+                  generator=None) -> torch.Tensor:
+    """Cut each image's object box out and paste it, randomly flipped, at a random place on
+    its background: the same object on a different backdrop.
+
+    images, backgrounds : Tensors of shape (n, C, H, W)
+    boxes : Tensor of shape (n, 4), x, y, w, h in pixels (finite)
+    """
+    n, _, h, w = images.shape
+    out = backgrounds.clone()
+    b = boxes.round().long().tolist()
+    flips = (torch.rand(n, generator=generator) < 0.5).tolist()
+    u = torch.rand(n, 2, generator=generator).tolist()
+    for i, (x0, y0, bw, bh) in enumerate(b):
+        x0, y0 = min(max(x0, 0), w - 1), min(max(y0, 0), h - 1)
+        bw, bh = max(1, min(bw, w - x0)), max(1, min(bh, h - y0))
+        patch = images[i, :, y0:y0 + bh, x0:x0 + bw]
+        if flips[i]:
+            patch = patch.flip(-1)
+        nx, ny = int(u[i][0] * (w - bw + 1)), int(u[i][1] * (h - bh + 1))
+        out[i, :, ny:ny + bh, nx:nx + bw] = patch
+    return out

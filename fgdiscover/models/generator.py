@@ -113,6 +113,11 @@ class FineGANGenerator(nn.Module):
         self.child_image, self.child_mask = to_image(max(c // 2, 4)), to_mask(max(c // 2, 4))
         init_orthogonal(self)
 
+    def render_background(self, z, b) -> torch.Tensor:
+        """The background stage alone: (n, 3, R, R) in [-1, 1], free of objects."""
+        code = nn.functional.one_hot(b, self.n_background).float()
+        return self.background_image(self.background(torch.cat([z, code], 1)))
+
     def forward(self, z, b, p, c) -> dict[str, torch.Tensor]:
         """Generate images from noise and code indices.
 
@@ -128,7 +133,7 @@ class FineGANGenerator(nn.Module):
         ``child_mask``, ``child`` (the final image).
         """
         oh = nn.functional.one_hot
-        bg = self.background_image(self.background(torch.cat([z, oh(b, self.n_background).float()], 1)))
+        bg = self.render_background(z, b)
         h = self.parent(torch.cat([z, oh(p, self.n_parent).float()], 1))
         p_fg, p_mask = self.parent_image(h), self.parent_mask(h)
         parent = stitch(p_mask, p_fg, bg)
