@@ -3,12 +3,13 @@
 Trains FineGAN with GANConfig overrides (unless RUN/model exists), then an encoder with
 EncoderConfig overrides, embeds the set and scores several clustering variants:
 child level on the child probabilities / the embedding / both, parent level from the
-parent probabilities or from the child centres; also the NMI of the child clusters
+parent probabilities, from the child centres or from the child clusters' silhouettes
+(fgdiscover.silhouette; needs boxes); also the NMI of the child clusters
 against the *background* labels (low = background ignored). Writes RUN/res.json and
 appends a line to benchmarks/results/ablation.jsonl.
 
     python benchmarks/ablation.py RUN '{"iters": 2000}' '{"iters": 500}' --data SYNTH
-    python benchmarks/ablation.py RUN '{}' '{"real_weight": 1.0}' --data SYNTH  # reuses RUN/model
+    python benchmarks/ablation.py RUN '{}' '{"real_iters": 0}' --data SYNTH  # reuses RUN/model
 
 Run two at once with OMP_NUM_THREADS=1 each: at 32 px one thread trains as fast as two.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import hashlib
 import json
 import sys
@@ -32,7 +34,7 @@ import common  # noqa: E402
 from fgdiscover.cluster import hierarchical_kmeans  # noqa: E402
 from fgdiscover.embed import embed_images  # noqa: E402
 from fgdiscover.metrics import score  # noqa: E402
-from fgdiscover.pipeline import load_images, train_run  # noqa: E402
+from fgdiscover.pipeline import _silhouette_rows, load_images, train_run  # noqa: E402
 from fgdiscover.train.config import preset  # noqa: E402
 from fgdiscover.train.encoder import ENCODER_PRESETS, train_encoder  # noqa: E402
 from fgdiscover.train.gan import CHECKPOINT, load_finegan  # noqa: E402
@@ -58,7 +60,8 @@ def main(argv=None):
     enc_cfg = dataclasses.replace(ENCODER_PRESETS["cpu"], **json.loads(a.encoder))
     name = a.name or a.encoder
     out = a.run / f"encoder-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
-    enc = train_encoder(gan, out / "encoder.pt", enc_cfg, real_images=ds.images, progress=False)
+    enc = train_encoder(gan, out / "encoder.pt", enc_cfg, real_images=ds.images,
+                        boxes=ds.bboxes, progress=False)
     t2 = time.time()
     emb = embed_images(enc, ds.images, ds.files, out / "emb", progress=False)
     lab = pd.read_csv(a.data / "labels.csv").set_index("file").loc[ds.files]
@@ -68,9 +71,14 @@ def main(argv=None):
            "gan_s": t1 - t0, "encoder_s": t2 - t1}
     for feat, x in [("child", emb.child_probs), ("embedding", feats),
                     ("both", np.hstack([emb.child_probs, unit]))]:
-        for pmode, px in [("parent_probs", emb.parent_probs), ("centroids", None)]:
-            r = hierarchical_kmeans(x, px, k=int(lab.child.nunique()),
-                                    k_parent=int(lab.parent.nunique()), normalize=True)
+        k = int(lab.child.nunique())
+        modes = [("parent_probs", emb.parent_probs, None), ("centroids", None, None)]
+        if np.isfinite(ds.bboxes).all():
+            modes.append(("silhouettes", None,
+                          functools.partial(_silhouette_rows, ds.images, ds.bboxes, k)))
+        for pmode, px, rows in modes:
+            r = hierarchical_kmeans(x, px, k=k, k_parent=int(lab.parent.nunique()),
+                                    normalize=True, child_descriptors=rows)
             res[f"{feat}/{pmode}"] = {
                 "child_nmi": score(lab.child.values, r.child)["nmi"],
                 "parent_nmi": score(lab.parent.values, r.parent)["nmi"],

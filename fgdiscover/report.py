@@ -127,6 +127,7 @@ def _summary(info) -> str:
         ("k (child clusters)", str(info.clusters.get("k", cfg.get("k")))),
         ("parent clusters", str(info.clusters.get("k_parent", cfg.get("k_parent")))),
         ("features clustered", escape(str(cfg.get("features", "embedding")))),
+        ("parents from", escape(str(cfg.get("parents", "features")))),
         ("preset / device", escape(f"{cfg.get('preset')} / {cfg.get('device')}")),
         ("time", _duration(s.get("wall_s")) + (
             " (FineGAN trained in this run)" if s.get("trained_gan") else "")),

@@ -204,6 +204,25 @@ def test_hierarchy_recovers_nested_blobs(nested_blobs, use_parent_features):
     assert result.n_children == 6 and result.n_parents == 2
 
 
+def test_hierarchy_groups_children_by_their_descriptors(nested_blobs):
+    x, child, parent = nested_blobs
+    seen = []
+
+    def descriptors(labels):
+        # one row per child cluster: the mean of a feature that only the parent sets
+        seen.append(labels)
+        return np.stack([np.eye(2)[parent[labels == c]].mean(0) for c in range(6)])
+
+    result = hierarchical_kmeans(x, k=6, k_parent=2, seed=0, child_descriptors=descriptors)
+    _assert_consistent(result, len(x), 6, 2)
+    np.testing.assert_array_equal(seen[0], result.child)
+    assert nmi(parent, result.parent) > 0.99
+    with pytest.raises(ValueError, match="not both"):
+        hierarchical_kmeans(x, x, k=6, k_parent=2, child_descriptors=descriptors)
+    with pytest.raises(ValueError, match="finite rows"):
+        hierarchical_kmeans(x, k=6, k_parent=2, child_descriptors=lambda c: np.full((6, 2), np.nan))
+
+
 def test_hierarchy_uses_every_parent_even_against_the_majority(nested_blobs):
     # Parent features with 4 well separated groups, one holding 70% of every child
     # cluster: by majority all 6 child clusters would go to that one parent. All 4 parent

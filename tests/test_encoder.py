@@ -73,6 +73,18 @@ def test_paste_objects_moves_the_box_onto_the_background():
     assert torch.equal(out[1], images[1]) or torch.equal(out[1], images[1].flip(-1))
 
 
+def test_paste_objects_resizes_by_the_drawn_factor():
+    images = torch.rand(6, 3, 16, 16)
+    boxes = torch.tensor([[2.0, 2.0, 8.0, 6.0]]).repeat(6, 1)
+    out = paste_objects(images, boxes, torch.full((6, 3, 16, 16), -5.0),
+                        torch.Generator().manual_seed(0), scale=(1.5, 1.5))
+    for i in range(6):  # 8 x 6 -> 12 x 9
+        assert (out[i, 0] != -5.0).sum() == 12 * 9
+    big = paste_objects(images, torch.tensor([[0.0, 0.0, 16.0, 16.0]]).repeat(6, 1),
+                        torch.zeros(6, 3, 16, 16), scale=(2.0, 2.0))
+    assert big.shape == (6, 3, 16, 16)  # never larger than the image
+
+
 def test_nt_xent_prefers_matching_views():
     torch.manual_seed(0)
     a = torch.randn(16, 8)

@@ -78,9 +78,10 @@ def random_shift_flip(x: torch.Tensor, max_shift: int, generator=None) -> torch.
 
 
 def paste_objects(images: torch.Tensor, boxes: torch.Tensor, backgrounds: torch.Tensor,
-                  generator=None) -> torch.Tensor:
-    """Cut each image's object box out and paste it, randomly flipped, at a random place on
-    its background: the same object on a different backdrop.
+                  generator=None, scale=(1.0, 1.0)) -> torch.Tensor:
+    """Cut each image's object box out and paste it, randomly flipped and resized by a
+    factor drawn from ``scale``, at a random place on its background: the same object on
+    a different backdrop.
 
     images, backgrounds : Tensors of shape (n, C, H, W)
     boxes : Tensor of shape (n, 4), x, y, w, h in pixels (finite)
@@ -90,12 +91,18 @@ def paste_objects(images: torch.Tensor, boxes: torch.Tensor, backgrounds: torch.
     b = boxes.round().long().tolist()
     flips = (torch.rand(n, generator=generator) < 0.5).tolist()
     u = torch.rand(n, 2, generator=generator).tolist()
+    factors = (scale[0] + (scale[1] - scale[0]) * torch.rand(n, generator=generator)).tolist()
     for i, (x0, y0, bw, bh) in enumerate(b):
         x0, y0 = min(max(x0, 0), w - 1), min(max(y0, 0), h - 1)
         bw, bh = max(1, min(bw, w - x0)), max(1, min(bh, h - y0))
         patch = images[i, :, y0:y0 + bh, x0:x0 + bw]
         if flips[i]:
             patch = patch.flip(-1)
+        if factors[i] != 1.0:
+            bw = max(1, min(w, round(bw * factors[i])))
+            bh = max(1, min(h, round(bh * factors[i])))
+            patch = F.interpolate(patch[None], size=(bh, bw), mode="bilinear",
+                                  align_corners=False, antialias=True)[0]
         nx, ny = int(u[i][0] * (w - bw + 1)), int(u[i][1] * (h - bh + 1))
         out[i, :, ny:ny + bh, nx:nx + bw] = patch
     return out

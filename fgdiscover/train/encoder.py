@@ -33,7 +33,8 @@ class EncoderConfig:
        parent and child codes that made them.
     2. **Real images** (ours; ``real_iters`` steps of ``real_batch_size`` images, only
        images with an object box take part): each image's box is cut out and pasted at a
-       random place on a background drawn by FineGAN's background stage, twice; the two
+       random place, resized by a factor in ``paste_scale``, on a background drawn by
+       FineGAN's background stage, twice; the two
        views must be recognised as the same image among the batch (SimCLR's contrastive
        loss, ``temperature``) through the embedding. Measured on the synthetic set
        (benchmarks/README.md): the fake-only encoder's clusters still follow the
@@ -49,6 +50,7 @@ class EncoderConfig:
     real_iters: int = 400
     real_batch_size: int = 128
     temperature: float = 0.2
+    paste_scale: tuple[float, float] = (0.75, 1.25)
     seed: int = 0
 
 
@@ -162,7 +164,7 @@ def _train_on_real(enc: InverseEncoder, g, images, boxes: np.ndarray, boxed: np.
                              tie_background=False, generator=rng, device=device)
         with torch.no_grad():
             backdrop = g.render_background(codes.z, codes.b)
-        return paste_objects(real, box, backdrop, rng)
+        return paste_objects(real, box, backdrop, rng, scale=tuple(cfg.paste_scale))
 
     for step in bar:
         pick = boxed[torch.randint(len(boxed), (n,), generator=rng).numpy()]
