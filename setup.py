@@ -10,6 +10,8 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["fgdiscover", "fgdiscover.*"]),
+    # the published CUB / Dogs / Cars numbers `fgdiscover benchmark` reports beside its own
+    package_data={"fgdiscover": ["published.csv"]},
     install_requires=[
         # pinned: these builds lie on the project's machines' disk (see README)
         "torch==2.14.1",

@@ -280,19 +280,8 @@ def format_summary(s: dict | None, fmt: str = ".3f") -> str:
     return f"{s['median']:{fmt}} ({lo}-{hi})"
 
 
-def markdown_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
-    """A GitHub markdown table; ``|`` inside a cell is escaped."""
-
-    def cell(v) -> str:
-        return str(v).replace("|", "\\|")
-
-    lines = ["| " + " | ".join(cell(h) for h in header) + " |",
-             "|" + "|".join("---" for _ in header) + "|"]
-    for row in rows:
-        if len(row) != len(header):
-            raise ValueError(f"row has {len(row)} cells, header {len(header)}")
-        lines.append("| " + " | ".join(cell(v) for v in row) + " |")
-    return "\n".join(lines)
+# one copy, shared with `fgdiscover benchmark`'s report
+from fgdiscover.markdown import markdown_table  # noqa: E402,F401
 
 
 def dig(record: dict, dotted: str):

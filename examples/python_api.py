@@ -23,10 +23,12 @@ cfg = preset("cpu").replace(n_parent=2, n_child=4, iters=300)          # a short
 images = load_images(synth.root, cfg.resolution)                       # decoded once, cached
 train_run(images, work / "model", cfg, resume=(work / "model/checkpoints/last.pt").exists())
 gan, cfg, _ = load_finegan(work / "model")
-encoder = train_encoder(gan, work / "model/encoder.pt", ENCODER_PRESETS["cpu"])
+# phase 1 on generated images, phase 2 on the real objects pasted onto generated backgrounds
+encoder = train_encoder(gan, work / "model/encoder.pt", ENCODER_PRESETS["cpu"],
+                        real_images=images.images, boxes=images.bboxes)
 emb = embed_images(encoder, images.images, images.files, work / "embeddings")
 
-res = hierarchical_kmeans(emb.child_probs, emb.parent_probs, k=4, k_parent=2, normalize=True)
+res = hierarchical_kmeans(emb.features, k=4, k_parent=2, normalize=True)  # parents: centres
 order = {f: i for i, f in enumerate(synth.files)}
 truth = [synth.child[order[f]] for f in images.files]
 print("child level:", score(truth, res.child))

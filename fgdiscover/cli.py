@@ -362,6 +362,65 @@ def evaluate(assignments, labels, label_column, parent_label_column, overcluster
     _print_metrics(m)
 
 
+@cli.command()
+@click.option("--dataset", type=click.Choice(["cub", "dogs", "cars", "synthetic"]),
+              help="The data set under --root (synthetic: a folder from `fgdiscover synth`).")
+@click.option("--root", type=click.Path(path_type=Path),
+              help="The data set folder as downloaded and unpacked.")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Where results.csv, results.json, report.md and runs/ go.")
+@click.option("--methods", default="pixels,depict,infogan,jule,fgdiscover", show_default=True,
+              help="Comma-separated methods to run.")
+@click.option("--preset", type=click.Choice(["paper", "cpu", "tiny"]),
+              help="Sizes and iterations of every method; default 'paper' on a GPU, "
+                   "'cpu' otherwise.")
+@click.option("--split", type=click.Choice(["all", "train", "test"]), default="all",
+              show_default=True, help="Official split of CUB / Dogs / Cars to use.")
+@click.option("--crop", type=click.Choice(["full", "bbox"]), default="full", show_default=True,
+              help="Frame every method's images whole, or crop them to 1.5x the box.")
+@click.option("--n-parent", "n_parent",
+              help="fgdiscover's parent codes N_p; a comma list (5,10,20,40) runs it once "
+                   "per value (the FineGAN paper's ablation). Default: the divisor of k "
+                   "closest to k/10.")
+@click.option("--iters", type=int, help="FineGAN iterations (default: the preset's).")
+@click.option("--report-only", is_flag=True,
+              help="Only re-render report.md from OUT/results.json.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--device")
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path))
+@quiet_option
+@user_errors
+def benchmark(dataset, root, out, methods, preset, split, crop, n_parent, iters, report_only,
+              seed, device, cache_dir):
+    """Run fgdiscover and the baselines on the same images; report beside published numbers."""
+    from .benchmark import read_results, render_report, run_benchmark
+
+    if report_only:
+        (out / "report.md").write_text(render_report(read_results(out)))
+        click.echo(f"report: {out / 'report.md'}")
+        return
+    if dataset is None or root is None:
+        raise UserError("--dataset and --root are required (unless --report-only)")
+    try:
+        n_parents = ([int(v) for v in n_parent.split(",") if v.strip()] if n_parent else None)
+    except ValueError:
+        raise UserError(f"--n-parent takes integers separated by commas, got {n_parent!r}")
+    preset = preset or _device_default_preset(device)
+    command = (f"fgdiscover benchmark --dataset {dataset} --root {root} --out {out} "
+               f"--methods {methods} --preset {preset} --split {split} --crop {crop} --seed {seed}"
+               + (f" --n-parent {n_parent}" if n_parent else "")
+               + (f" --iters {iters}" if iters else ""))
+    r = run_benchmark(dataset, root, out, methods=methods, preset=preset, split=split, crop=crop,
+                      n_parents=n_parents, seed=seed, iters=iters, device=device,
+                      cache_dir=cache_dir, command=command, progress=True,
+                      log=lambda msg: click.echo(msg, err=True))
+    for rec in r["methods"]:
+        click.echo(f"{rec['method']:>10}: NMI {rec['nmi']:.3f}  accuracy {rec['accuracy']:.3f}"
+                   + (f"  (N_p = {rec['n_parent']})" if rec.get("n_parent") else ""))
+    click.echo(f"results: {out / 'results.csv'}, {out / 'results.json'}")
+    click.echo(f"report:  {out / 'report.md'}")
+
+
 def main():
     cli(prog_name="fgdiscover")
 

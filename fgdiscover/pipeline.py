@@ -28,7 +28,7 @@ SKIPPED_CSV = "skipped.csv"
 
 def load_images(data, size: int, *, bboxes=None, no_bboxes: bool = False, labels=None,
                 labels_from_dirs: bool = False, label_column=None, cache_dir=None,
-                crop: str = "full", progress: bool = True) -> ImageFolder:
+                crop: str = "full", split: str = "all", progress: bool = True) -> ImageFolder:
     """Scan and decode the images under ``data`` at ``size`` px (through the cache).
 
     Boxes come from ``bboxes`` or, unless ``no_bboxes``, from ``data/bboxes.csv`` when it
@@ -38,6 +38,9 @@ def load_images(data, size: int, *, bboxes=None, no_bboxes: bool = False, labels
     ``crop="full"`` (default) keeps the whole (centre-square) image and uses boxes only to
     tell D_b which patches are background; ``crop="bbox"`` is FineGAN's crop to 1.5x the
     box, after which a patch of D_b rarely lies clear of the object (see README).
+
+    ``split`` (``"all"``, ``"train"``, ``"test"``) keeps the official split of a CUB,
+    Stanford Dogs or Stanford Cars folder (:func:`select_split`).
     """
     if bboxes is None and not no_bboxes and (Path(data) / BBOXES_CSV).is_file():
         bboxes = Path(data) / BBOXES_CSV
@@ -45,7 +48,33 @@ def load_images(data, size: int, *, bboxes=None, no_bboxes: bool = False, labels
                      label_column=label_column, labels_from_dirs=labels_from_dirs,
                      cache_dir=cache_dir, use_annotations=not no_bboxes, crop=crop,
                      progress=progress)
+    ds = select_split(ds, split)
     ds.bbox_missing = np.isnan(ds.bboxes).any(axis=1)
+    return ds
+
+
+SPLITS = ("all", "train", "test")
+
+
+def select_split(ds: ImageFolder, split: str) -> ImageFolder:
+    """Keep only the official ``"train"`` or ``"test"`` images of a recognised data set
+    (``ds.is_train``), in place; ``"all"`` keeps everything. The kept images are copied
+    into memory. FGDError for an unknown split or a folder without an official split."""
+    if split not in SPLITS:
+        raise FGDError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
+    if split == "all":
+        return ds
+    if ds.is_train is None:
+        raise FGDError(f"split {split!r} needs a CUB, Stanford Dogs or Stanford Cars folder "
+                       f"with its official split; {ds.root} is a plain image folder")
+    keep = np.flatnonzero(ds.is_train if split == "train" else ~ds.is_train)
+    if len(keep) == 0:
+        raise FGDError(f"the {split} split of {ds.root} holds no usable image")
+    ds.images = np.ascontiguousarray(ds.images[keep])
+    ds.files = [ds.files[i] for i in keep]
+    ds.bboxes = ds.bboxes[keep]
+    ds.labels = None if ds.labels is None else [ds.labels[i] for i in keep]
+    ds.is_train = ds.is_train[keep]
     return ds
 
 
@@ -146,7 +175,8 @@ def cluster_folder(data, *, k: int, k_parent: int | None = None, model=None, pre
                    bboxes=None, no_bboxes=False, seed: int = 0, iters=None, device=None,
                    cache_dir=None, features: str = "embedding", overcluster=None,
                    faithful: bool = False, crop=None, overwrite: bool = False, progress=True,
-                   report: bool = True, parents: str = "auto", log=print) -> ClusterResult:
+                   report: bool = True, parents: str = "auto", split: str = "all",
+                   log=print) -> ClusterResult:
     """The main job: discover k categories (and k_parent super-categories) under ``data``.
 
     Without ``model`` a FineGAN is first trained on ``data`` into ``out/model`` (resumed
@@ -164,6 +194,9 @@ def cluster_folder(data, *, k: int, k_parent: int | None = None, model=None, pre
     the outline their members share inside their boxes (:mod:`fgdiscover.silhouette`;
     needs a box for every image), ``"features"`` as ``features`` says (:data:`FEATURES`),
     ``"auto"`` the first when every image has a box, else the second.
+
+    ``split`` keeps the official train or test images of CUB / Dogs / Cars
+    (:func:`select_split`); FineGAN is then trained and the images clustered on those only.
     """
     from .cluster import hierarchical_kmeans, representatives
     from .embed import embed_images
@@ -208,7 +241,7 @@ def cluster_folder(data, *, k: int, k_parent: int | None = None, model=None, pre
     # as they were
     ds = load_images(data, cfg.resolution, bboxes=bboxes, no_bboxes=no_bboxes, labels=labels,
                      labels_from_dirs=labels_from_dirs, label_column=label_column,
-                     cache_dir=cache_dir, crop=cfg.crop, progress=progress)
+                     cache_dir=cache_dir, crop=cfg.crop, split=split, progress=progress)
     if len(ds) < k:
         raise FGDError(f"only {len(ds)} usable images for --k {k}")
     all_boxed = bool(np.isfinite(ds.bboxes).all())
@@ -221,7 +254,7 @@ def cluster_folder(data, *, k: int, k_parent: int | None = None, model=None, pre
     enc_cfg = dataclasses.replace(ENCODER_PRESETS[preset_name], seed=seed)
     (out / "config.json").write_text(json.dumps({
         "data": str(Path(data).resolve()), "k": k, "k_parent": k_parent, "seed": seed,
-        "features": features, "parents": parents, "preset": preset_name,
+        "features": features, "parents": parents, "preset": preset_name, "split": split,
         "model": str(model_dir),
         "gan": cfg.to_json(), "encoder": dataclasses.asdict(enc_cfg),
         "labels": str(Path(labels).resolve()) if labels else (
