@@ -62,7 +62,7 @@ COLUMNS = (
 
 
 # ------------------------------------------------------------------------ measuring
-def load_pixels(root: Path, files) -> "np.ndarray":
+def load_pixels(root: Path, files):
     """Flattened RGB pixels of ``root / f`` for each f in ``files``.
 
     Returns

@@ -37,6 +37,43 @@ import common  # noqa: E402  (also puts the checkout on sys.path)
 DEFAULT_RESULTS = common.RESULTS_DIR / "train_speed.jsonl"
 
 
+def make_step(cfg, device, *, seed: int = 0, batched=None):
+    """A FineGAN (``cfg``) on ``device`` and a function running one ordinary training step
+    of it on a fixed batch of random pixels.
+
+    Returns
+    -------
+    (step, model): ``step()`` returns the step's losses; ``batched`` goes to
+    ``fgdiscover.train.gan.train_step``.
+    """
+    import numpy as np
+    import torch
+
+    from fgdiscover.models.codes import sample_codes
+    from fgdiscover.train.gan import (build_finegan, fill_missing_boxes, make_optimizers,
+                                      to_tensor, train_step)
+
+    torch.manual_seed(seed)
+    m = build_finegan(cfg).to(device).train()
+    m.generator_ema.eval()
+    opt = make_optimizers(m, cfg)
+    code_rng = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    r, n = cfg.resolution, cfg.batch_size
+    images = rng.integers(0, 256, (n, r, r, 3), dtype=np.uint8)
+    # the object in the middle half, as the synthetic set's boxes roughly are
+    boxes = np.tile(np.float32([[r / 4, r / 4, r / 2, r / 2]]), (n, 1))
+
+    def step():
+        real = to_tensor(images, device)
+        b = fill_missing_boxes(torch.from_numpy(boxes).to(device), r, cfg.border_band)
+        codes = sample_codes(n, n_parent=cfg.n_parent, n_child=cfg.n_child, z_dim=cfg.z_dim,
+                             generator=code_rng, device=device)
+        return train_step(m, opt, real, b, codes, cfg, batched=batched)
+
+    return step, m
+
+
 def time_training(cfg, device, *, warmup: int, windows: int, steps: int, seed: int = 0,
                   log=None) -> dict:
     """Time FineGAN training steps.
@@ -63,28 +100,9 @@ def time_training(cfg, device, *, warmup: int, windows: int, steps: int, seed: i
     import numpy as np
     import torch
 
-    from fgdiscover.models.codes import sample_codes
-    from fgdiscover.train.gan import (build_finegan, fill_missing_boxes, make_optimizers,
-                                      to_tensor, train_step)
-
-    torch.manual_seed(seed)
-    m = build_finegan(cfg).to(device).train()
-    m.generator_ema.eval()
-    opt = make_optimizers(m, cfg)
-    code_rng = torch.Generator().manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    r, n = cfg.resolution, cfg.batch_size
-    images = rng.integers(0, 256, (n, r, r, 3), dtype=np.uint8)
-    # the object in the middle half, as the synthetic set's boxes roughly are
-    boxes = np.tile(np.float32([[r / 4, r / 4, r / 2, r / 2]]), (n, 1))
+    step, _ = make_step(cfg, device, seed=seed)
+    n = cfg.batch_size
     cuda = device.type == "cuda"
-
-    def step():
-        real = to_tensor(images, device)
-        b = fill_missing_boxes(torch.from_numpy(boxes).to(device), r, cfg.border_band)
-        codes = sample_codes(n, n_parent=cfg.n_parent, n_child=cfg.n_child, z_dim=cfg.z_dim,
-                             generator=code_rng, device=device)
-        return train_step(m, opt, real, b, codes, cfg)
 
     for _ in range(warmup):
         step()

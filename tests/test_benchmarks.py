@@ -8,6 +8,7 @@ time waiting for each other.
 import importlib.util
 import json
 import math
+import re
 import os
 import subprocess
 import sys
@@ -225,3 +226,19 @@ def test_train_speed_tiny(tmp_path):
     assert rec["cuda_max_allocated_gib"] is None and rec["peak_rss_gib"] > 0.05
     assert all(math.isfinite(v) for v in rec["losses"].values())
     assert "| tiny | cpu:" in out.stdout
+
+
+# ---------------------------------------------------------------------- train_profile
+def test_train_profile_tiny_writes_the_profile_and_the_side_by_side_table(tmp_path):
+    out_md = tmp_path / "profile.md"
+    out = run_script("train_profile", "--preset", "tiny", "--threads", 1, "--windows", 2,
+                     "--steps", 1, "--profile-steps", 2, "--warmup", 1, "--out", out_md)
+    assert out.returncode == 0, out.stderr[-3000:]
+    text = out_md.read_text()
+    assert "## Where the time goes (2 steps under torch.profiler" in text
+    assert "`aten::convolution_backward`" in text
+    rows = [line for line in text.splitlines() if line.startswith(("| before", "| after"))]
+    assert [r.split(" | ")[0] for r in rows] == ["| before, 1 thread", "| after, 1 thread"]
+    assert rows[0].endswith("| - |") and re.search(r"\| [+-]\d+\.\d% \|$", rows[1])
+    bad = run_script("train_profile", "--threads", "0,x")
+    assert bad.returncode == 2 and bad.stderr.startswith("error: --threads")

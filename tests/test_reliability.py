@@ -351,6 +351,33 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch
     assert steps == [1, 2]
 
 
+def test_gpu_style_loss_reads_catch_nan_by_the_next_check(tmp_path, monkeypatch):
+    """On a GPU the losses stay on the device between log / checkpoint steps (no wait per
+    step): a NaN at step 3 is caught at step 4, before its checkpoint; the result of a run
+    without NaN is the same as with a read at every step."""
+    images, boxes = tiny_data()
+    cfg = TINY.replace(iters=4, checkpoint_every=2, log_every=2)
+    train_gan(images, boxes, tmp_path / "eager", cfg, progress=False)
+    monkeypatch.setattr(gan_mod, "reads_losses_every_step", lambda device: False)
+    train_gan(images, boxes, tmp_path / "lazy", cfg, progress=False)
+    eager, lazy = (load_finegan(tmp_path / d)[0].state_dict() for d in ("eager", "lazy"))
+    assert all(torch.equal(eager[k], lazy[k]) for k in eager)
+
+    calls = []
+    real_info_loss = gan_mod.info_loss
+
+    def poisoned(logits, codes):
+        calls.append(1)
+        loss = real_info_loss(logits, codes)
+        return loss * float("nan") if len(calls) == 5 else loss
+
+    monkeypatch.setattr(gan_mod, "info_loss", poisoned)
+    with pytest.raises(FGDError,
+                       match=r"diverged (at step 4|after step 2, by step 4).*last good"):
+        train_gan(images, boxes, tmp_path / "nan", cfg, progress=False)
+    assert load_finegan(tmp_path / "nan")[2]["step"] == 2
+
+
 def test_non_finite_weights_are_never_checkpointed(tmp_path, monkeypatch):
     """The EMA generator feeds no loss: an overflow there shows only in the weights."""
     images, boxes = tiny_data()

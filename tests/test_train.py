@@ -41,6 +41,31 @@ def test_train_step_changes_weights_and_keeps_losses_finite():
         assert changed, f"no weight of {prefix} changed"
 
 
+
+def test_batched_discriminator_passes_give_the_same_step():
+    """One pass over real + fake (or over both inputs of D_c's two heads) is the same
+    computation as two passes: same losses, same updated weights. In eval mode, so that
+    the spectral norm's power iteration (once per pass in training) runs in neither."""
+    cfg = TINY.replace(d_norm="spectral")
+    real = torch.rand(4, 3, 16, 16) * 2 - 1
+    boxes = fill_missing_boxes(torch.tensor([[4.0, 4, 8, 8]] * 4), 16, cfg.border_band)
+    results = []
+    for batched in (False, True):
+        torch.manual_seed(0)
+        m = build_finegan(cfg).eval()
+        opt = make_optimizers(m, cfg)
+        codes = sample_codes(4, n_parent=cfg.n_parent, n_child=cfg.n_child, z_dim=cfg.z_dim,
+                             generator=torch.Generator().manual_seed(1))
+        losses = [train_step(m, opt, real, boxes, codes, cfg, batched=batched)
+                  for _ in range(2)]
+        results.append((losses, m.state_dict()))
+    (l0, w0), (l1, w1) = results
+    for a, b in zip(l0, l1):
+        assert a.keys() == b.keys()
+        np.testing.assert_allclose([a[k] for k in a], [b[k] for k in a], rtol=1e-4, atol=1e-5)
+    for k in w0:
+        torch.testing.assert_close(w0[k], w1[k], rtol=1e-4, atol=1e-5)
+
 def test_missing_boxes_become_the_central_box():
     boxes = torch.tensor([[1.0, 2, 3, 4], [float("nan")] * 4])
     out = fill_missing_boxes(boxes, 32, 0.25)
