@@ -2,6 +2,7 @@
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -151,6 +152,9 @@ def test_published_numbers_live_in_one_file_with_sources(tmp_path):
     assert len(rows) == 33 and all(r.source for r in rows)
     assert published.lookup("DEPICT", "Dogs").cell() == "0.182 / 0.052"
     assert published.lookup("SCAN", "Cars").cell() == "0.38 / 0.088"
+    # benchmarks/published.csv is the same file, not a copy
+    here = Path(__file__).resolve().parent.parent / "benchmarks" / "published.csv"
+    assert here.resolve() == (Path(published.__file__).parent / "published.csv").resolve()
     bad = tmp_path / "p.csv"
     bad.write_text("method,dataset,nmi,accuracy,source,k,overclustered,note\n"
                    "JULE,CUB,0.204,0.045,x,200,no,\nJULE,Dogs,oops,0.043,x,120,no,\n")
