@@ -63,9 +63,10 @@ def quiet_option(fn):
 
 
 def _device_default_preset(device) -> str:
+    from .pipeline import default_preset
     from .train.gan import pick_device
 
-    return "paper" if pick_device(device).type == "cuda" else "cpu"
+    return default_preset(pick_device(device))
 
 
 def _list_skipped(dataset, run_dir: Path | None = None) -> None:

@@ -216,7 +216,7 @@ def cluster_folder(data, *, k: int, k_parent: int | None = None, model=None, pre
         raise FGDError(f"unknown parents {parents!r}; choose from {', '.join(PARENTS)}")
     scan_images(data)  # a missing or empty folder fails here, before any directory is made
     dev = pick_device(device)
-    preset_name = preset or ("paper" if dev.type == "cuda" else "cpu")
+    preset_name = preset or default_preset(dev)
     out = Path(out).resolve() if out else next_run_dir(Path.cwd() / "fgdiscover-runs",
                                                        f"cluster-{Path(data).name or 'data'}")
     if (out / "assignments.csv").exists() and not overwrite:
@@ -329,10 +329,16 @@ def cluster_folder(data, *, k: int, k_parent: int | None = None, model=None, pre
                          trained_gan, trained_encoder)
 
 
+def default_preset(device) -> str:
+    """The preset a run gets when none is named: ``paper`` on a GPU, ``cpu`` otherwise."""
+    return "paper" if device.type == "cuda" else "cpu"
+
+
 def embed_folder(data, model, out, *, bboxes=None, no_bboxes=False, batch_size=256,
-                 device=None, cache_dir=None, progress=True, log=print):
+                 device=None, cache_dir=None, progress=True, preset=None, log=print):
     """Encode the images under ``data`` with the encoder of run ``model`` into ``out``
-    (the encoder is trained and kept in ``model`` first if it has none)."""
+    (the encoder is trained and kept in ``model`` first if it has none, with the encoder
+    settings of ``preset``, by default the device's as in :func:`cluster_folder`)."""
     from .embed import embed_images
     from .train.encoder import ENCODER, ENCODER_PRESETS, load_encoder, train_encoder
     from .train.gan import load_finegan, pick_device
@@ -346,8 +352,9 @@ def embed_folder(data, model, out, *, bboxes=None, no_bboxes=False, batch_size=2
         encoder = load_encoder(enc_path, dev)
     else:
         log(f"training the inverse encoder into {enc_path}")
-        encoder = train_encoder(gan, enc_path, ENCODER_PRESETS["cpu"], real_images=ds.images,
-                                boxes=ds.bboxes, device=dev, progress=progress, log=log)
+        encoder = train_encoder(gan, enc_path, ENCODER_PRESETS[preset or default_preset(dev)],
+                                real_images=ds.images, boxes=ds.bboxes, device=dev,
+                                progress=progress, log=log)
     return embed_images(encoder, ds.images, ds.files, out, batch_size=batch_size, device=dev,
                         progress=progress)
 
