@@ -10,6 +10,15 @@ Determinism: on the CPU, faiss-cpu 1.15 (OpenBLAS build) gives bit-identical lab
 centres for the same data and seed, whatever the number of OpenMP threads (checked with
 1, 2, 3, 7, 8 and 16 threads, and asserted in tests/test_cluster.py), so we do not pin the
 thread count. faiss GPU k-means has not been checked for bitwise reproducibility.
+
+Memory: large embeddings (a million rows and more, often a read-only memmap) are never
+copied whole. Preprocessing, assignment, ``transform`` and the confidences of
+:func:`hierarchical_kmeans` go ``chunk_size`` rows at a time, and with
+``max_points_per_centroid`` the k-means itself trains on a seeded random subsample of
+``n_clusters * max_points_per_centroid`` rows (faiss's own default is 256), after which
+every row is assigned to its nearest centre. Up to ``chunk_size`` rows the results are
+those of the one-block computation; above it they can differ from it in the last bits of
+float rounding only.
 """
 
 from __future__ import annotations
@@ -27,6 +36,15 @@ from fgdiscover.progress import progress_bar
 
 _DEVICES = ("auto", "cpu", "cuda")
 _INITS = ("k-means++", "random")
+#: Rows of a (rows x n_clusters) float64 distance block in ``transform``-based loops:
+#: 4M entries, 32 MiB.
+_BLOCK_ENTRIES = 4 * 2**20
+
+
+def _row_chunks(n: int, size: int):
+    """``(start, stop)`` of consecutive blocks of at most ``size`` rows covering ``range(n)``."""
+    for start in range(0, n, size):
+        yield start, min(start + size, n)
 
 
 def _faiss():
@@ -52,13 +70,18 @@ def _l2_normalize(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(norms, np.finfo(x.dtype).tiny)
 
 
-def _fit_pca_whitening(x: np.ndarray, n_components: int) -> tuple[np.ndarray, np.ndarray]:
+def _fit_pca_whitening(x: np.ndarray, n_components: int,
+                       chunk_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """PCA-whitening as in DeepCluster: project on the top principal axes, unit variance.
 
     Parameters
     ----------
-    x : ndarray of shape (n_samples, n_features), float64
+    x : ndarray of shape (n_samples, n_features), float32 or float64
+        Read ``chunk_size`` rows at a time (two passes) when it has more rows than that;
+        the sums are float64 either way.
     n_components : int
+    chunk_size : int, optional
+        Default: all rows in one block.
 
     Returns
     -------
@@ -66,11 +89,23 @@ def _fit_pca_whitening(x: np.ndarray, n_components: int) -> tuple[np.ndarray, np
     projection : ndarray of shape (n_features, n_components)
         ``(x - mean) @ projection`` has (close to) identity covariance.
     """
-    mean = x.mean(axis=0)
-    centred = x - mean
-    # eigh of the (n_features x n_features) covariance is much cheaper than an SVD of the
-    # data when n_samples >> n_features, the usual case for image embeddings.
-    cov = centred.T @ centred / max(len(x) - 1, 1)
+    n = len(x)
+    if chunk_size is None or n <= chunk_size:
+        x = x.astype(np.float64, copy=False)
+        mean = x.mean(axis=0)
+        centred = x - mean
+        # eigh of the (n_features x n_features) covariance is much cheaper than an SVD of
+        # the data when n_samples >> n_features, the usual case for image embeddings.
+        cov = centred.T @ centred / max(n - 1, 1)
+    else:
+        # the same two passes, block by block: no float64 copy of the data
+        mean = sum(x[a:b].astype(np.float64).sum(axis=0)
+                   for a, b in _row_chunks(n, chunk_size)) / n
+        cov = np.zeros((x.shape[1], x.shape[1]))
+        for a, b in _row_chunks(n, chunk_size):
+            centred = x[a:b].astype(np.float64) - mean
+            cov += centred.T @ centred
+        cov /= max(n - 1, 1)
     eigvals, eigvecs = np.linalg.eigh(cov)
     order = np.argsort(eigvals)[::-1][:n_components]
     eigvals, eigvecs = np.clip(eigvals[order], 0.0, None), eigvecs[:, order]
@@ -124,13 +159,23 @@ class FaissKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         them and sees one, else the CPU. Assignment after fitting always runs on the CPU.
     verbose : bool, default=False
         Let faiss print its per-iteration objective.
+    max_points_per_centroid : int or None, default=None
+        If an int, train on a seeded random subsample of at most
+        ``n_clusters * max_points_per_centroid`` rows (faiss's semantics; faiss's own
+        default is 256), then assign every row to its nearest centre. None trains on every
+        row (scikit-learn's semantics). The whitening is always fitted on every row.
+    chunk_size : int, default=65536
+        Rows preprocessed and assigned at a time: no (n_samples x n_clusters) distance
+        matrix and no float64 copy of ``X`` is made (``transform`` returns one, by
+        contract).
 
     Attributes
     ----------
     cluster_centers_ : ndarray of shape (n_clusters, n_dims), float32
         Centres in the preprocessed space (``n_dims`` is ``whiten`` or ``n_features_in_``).
     labels_ : ndarray of shape (n_samples,), int64
-        Cluster of each training sample (the nearest final centre).
+        Cluster of each training sample (the nearest final centre), every sample, also
+        with ``max_points_per_centroid``.
     inertia_ : float
         Sum of squared distances of the training samples to their centre (weighted by
         ``sample_weight`` if given), in the preprocessed space.
@@ -163,6 +208,8 @@ class FaissKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         whiten=None,
         device="auto",
         verbose=False,
+        max_points_per_centroid=None,
+        chunk_size=65_536,
     ):
         self.n_clusters = n_clusters
         self.n_init = n_init
@@ -173,6 +220,8 @@ class FaissKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         self.whiten = whiten
         self.device = device
         self.verbose = verbose
+        self.max_points_per_centroid = max_points_per_centroid
+        self.chunk_size = chunk_size
 
     # -- settings -------------------------------------------------------------------
     def _check_settings(self, n_samples: int, n_features: int) -> bool:
@@ -193,6 +242,9 @@ class FaissKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         positive_int("max_iter", self.max_iter)
         if self.whiten is not None:
             positive_int("whiten", self.whiten, upper=min(n_samples, n_features))
+        if self.max_points_per_centroid is not None:
+            positive_int("max_points_per_centroid", self.max_points_per_centroid)
+        positive_int("chunk_size", self.chunk_size)
         if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or not (
             0 <= self.seed < 2**31
         ):
@@ -230,13 +282,51 @@ class FaissKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             x = _l2_normalize(x)
         return np.ascontiguousarray(x, dtype=np.float32)
 
-    def _nearest(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Nearest centre of each preprocessed row: (squared distances, labels)."""
+    def _preprocess_rows(self, X: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        """``_preprocess(X[rows])`` (all rows if None), built ``chunk_size`` rows at a time.
+
+        Up to ``chunk_size`` rows this is exactly ``_preprocess``. Above it, a float32
+        C-contiguous ``X`` that needs no preprocessing is returned as it is (no copy);
+        otherwise the float32 result is filled block by block, without a float64 copy.
+        """
+        n = len(X) if rows is None else len(rows)
+        if n <= self.chunk_size:
+            return self._preprocess(X if rows is None else X[rows])
+        plain = self.whitening_components_ is None and not self.normalize
+        if (rows is None and plain and X.dtype == np.float32
+                and X.flags.c_contiguous):
+            return X
+        w = self.whitening_components_
+        d = X.shape[1] if w is None else w.shape[1]
+        out = np.empty((n, d), dtype=np.float32)
+        for a, b in _row_chunks(n, self.chunk_size):
+            out[a:b] = self._preprocess(X[a:b] if rows is None else X[rows[a:b]])
+        return out
+
+    def _nearest(self, X: np.ndarray, *, preprocessed: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Nearest centre of each row, ``chunk_size`` rows at a time.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n, d)
+            Raw rows (preprocessed here block by block) or, with ``preprocessed``, rows
+            already in the centres' space.
+
+        Returns
+        -------
+        squared_distances : ndarray of shape (n,), float32
+        labels : ndarray of shape (n,), int64
+        """
         faiss = _faiss()
-        index = faiss.IndexFlatL2(x.shape[1])
+        index = faiss.IndexFlatL2(self.cluster_centers_.shape[1])
         index.add(self.cluster_centers_)
-        dist, idx = index.search(x, 1)
-        return dist[:, 0], idx[:, 0].astype(np.int64)
+        n = len(X)
+        dist, labels = np.empty(n, dtype=np.float32), np.empty(n, dtype=np.int64)
+        for a, b in _row_chunks(n, self.chunk_size):
+            x = X[a:b] if preprocessed else self._preprocess(X[a:b])
+            d, idx = index.search(np.ascontiguousarray(x, dtype=np.float32), 1)
+            dist[a:b], labels[a:b] = d[:, 0], idx[:, 0]
+        return dist, labels
 
     # -- scikit-learn API -------------------------------------------------------------
     def fit(self, X, y=None, sample_weight=None):
@@ -269,9 +359,19 @@ class FaissKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         self.whitening_mean_, self.whitening_components_ = None, None
         if self.whiten is not None:
             self.whitening_mean_, self.whitening_components_ = _fit_pca_whitening(
-                X.astype(np.float64), int(self.whiten)
+                X, int(self.whiten), int(self.chunk_size)
             )
-        x = self._preprocess(X)
+        # faiss's subsampling (max_points_per_centroid), done here so that only the
+        # subsample is ever preprocessed and copied
+        n_train = n_samples
+        if self.max_points_per_centroid is not None:
+            n_train = min(n_samples, int(self.n_clusters) * int(self.max_points_per_centroid))
+        rows = None
+        if n_train < n_samples:
+            rows = np.sort(np.random.default_rng(int(self.seed)).choice(
+                n_samples, n_train, replace=False))
+        x = self._preprocess_rows(X, rows)
+        train_weights = weights if weights is None or rows is None else weights[rows]
 
         faiss = _faiss()
         kmeans = faiss.Kmeans(
@@ -284,7 +384,7 @@ class FaissKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             gpu=use_gpu,
             # faiss would otherwise subsample to 256 points per centroid; scikit-learn
             # semantics (and our scores) are about clustering every sample.
-            max_points_per_centroid=n_samples,
+            max_points_per_centroid=n_train,
             # We already require n_clusters <= n_samples; this silences faiss's stderr
             # advice to use 39 points per centroid, which small data sets always trigger.
             min_points_per_centroid=1,
@@ -292,12 +392,17 @@ class FaissKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         )
         kmeans.train(
             x,
-            weights=None if weights is None else np.ascontiguousarray(weights, dtype=np.float32),
+            weights=(None if train_weights is None
+                     else np.ascontiguousarray(train_weights, dtype=np.float32)),
         )
         self.cluster_centers_ = np.ascontiguousarray(kmeans.centroids, dtype=np.float32)
         # Labels come from the final centres (faiss's last internal assignment predates
         # the last centre update), so that predict(X_train) == labels_ always holds.
-        dist, self.labels_ = self._nearest(x)
+        if rows is None:
+            dist, self.labels_ = self._nearest(x, preprocessed=True)
+        else:
+            del x  # the subsample; every row is now assigned block by block
+            dist, self.labels_ = self._nearest(X, preprocessed=False)
         # faiss has no early stopping by default, so this is max_iter; read it from the
         # run statistics rather than assume it.
         self.n_iter_ = len(kmeans.iteration_stats) // int(self.n_init)
@@ -318,7 +423,7 @@ class FaissKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self, "cluster_centers_")
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
-        return self._nearest(self._preprocess(X))[1]
+        return self._nearest(X, preprocessed=False)[1]
 
     def fit_predict(self, X, y=None, sample_weight=None):
         """Fit and return ``labels_``, shape (n_samples,)."""
@@ -337,7 +442,36 @@ class FaissKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self, "cluster_centers_")
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
-        return np.sqrt(_squared_distances(self._preprocess(X), self.cluster_centers_))
+        out = np.empty((len(X), len(self.cluster_centers_)), dtype=np.float64)
+        for a, b in _row_chunks(len(X), self._block_rows()):
+            out[a:b] = np.sqrt(_squared_distances(self._preprocess(X[a:b]),
+                                                  self.cluster_centers_))
+        return out
+
+    def _block_rows(self) -> int:
+        """Rows per block of a float64 (rows x n_clusters) distance computation."""
+        return max(1, min(int(self.chunk_size), _BLOCK_ENTRIES // len(self.cluster_centers_)))
+
+    def confidence(self, X) -> np.ndarray:
+        """``1 - d1 / d2`` per sample (see :class:`HierarchicalResult`), block by block.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features_in_)
+
+        Returns
+        -------
+        confidence : ndarray of shape (n_samples,), float64 in [0, 1]
+            The same as ``_distance_ratio_confidence(self.transform(X))`` without the
+            (n_samples, n_clusters) matrix.
+        """
+        check_is_fitted(self, "cluster_centers_")
+        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        out = np.empty(len(X), dtype=np.float64)
+        for a, b in _row_chunks(len(X), self._block_rows()):
+            d = np.sqrt(_squared_distances(self._preprocess(X[a:b]), self.cluster_centers_))
+            out[a:b] = _distance_ratio_confidence(d)
+        return out
 
 
 @dataclass(frozen=True)
@@ -474,7 +608,7 @@ def hierarchical_kmeans(
         ``parent_features``.
     **kmeans_kwargs
         Further :class:`FaissKMeans` settings (n_init, max_iter, normalize, whiten,
-        device, verbose), used at both levels.
+        device, verbose, max_points_per_centroid, chunk_size), used at both levels.
 
     Returns
     -------
@@ -530,7 +664,7 @@ def hierarchical_kmeans(
     bar.update()
     bar.close()
     child_to_parent = assign_children_to_parents(counts)
-    confidence = _distance_ratio_confidence(child_km.transform(child_features))
+    confidence = child_km.confidence(child_features)
     return HierarchicalResult(
         child=child,
         parent=child_to_parent[child],

@@ -142,6 +142,8 @@ def test_predict_checks_feature_count(blobs):
         ({"seed": -1}, "seed must be"),
         ({"device": "gpu"}, "device must be one of"),
         ({"init": "kmeans++"}, "init must be one of"),
+        ({"max_points_per_centroid": 0}, "max_points_per_centroid must be"),
+        ({"chunk_size": 0}, "chunk_size must be"),
     ],
 )
 def test_bad_settings_fail_loudly(settings, message):
@@ -180,6 +182,70 @@ def test_scikit_learn_estimator_checks():
     )
     failed = [r["check_name"] for r in results if r["status"] == "failed"]
     assert failed == []
+
+
+# -- large data: subsampled training, block-by-block preprocessing and assignment --------
+
+
+@pytest.fixture(scope="module")
+def many_blobs():
+    x, _ = make_blobs(n_samples=3000, centers=12, n_features=16, cluster_std=3.0,
+                      random_state=1)
+    return x.astype(np.float32)
+
+
+@pytest.mark.parametrize("settings", [{}, {"normalize": True}, {"whiten": 8, "normalize": True}])
+def test_blocks_smaller_than_the_data_give_the_one_block_result(many_blobs, settings):
+    x = many_blobs
+    whole = FaissKMeans(12, n_init=2, seed=4, **settings).fit(x)  # 3000 rows < 65536
+    blocks = FaissKMeans(12, n_init=2, seed=4, chunk_size=128, **settings).fit(x)
+    np.testing.assert_array_equal(blocks.labels_, whole.labels_)
+    np.testing.assert_allclose(blocks.cluster_centers_, whole.cluster_centers_, atol=1e-5)
+    assert blocks.inertia_ == pytest.approx(whole.inertia_, rel=1e-5)
+    np.testing.assert_array_equal(blocks.predict(x), whole.labels_)
+    np.testing.assert_allclose(blocks.transform(x), whole.transform(x), rtol=1e-5, atol=1e-6)
+    if "whiten" in settings:
+        np.testing.assert_allclose(blocks.whitening_components_, whole.whitening_components_,
+                                   rtol=1e-6, atol=1e-9)
+
+
+def test_subsampled_training_assigns_every_row_to_its_nearest_centre(many_blobs):
+    x = many_blobs
+    km = FaissKMeans(12, n_init=2, seed=5, normalize=True, max_points_per_centroid=40,
+                     chunk_size=100).fit(x)  # trains on 480 of 3000 rows
+    z = x / np.linalg.norm(x, axis=1, keepdims=True)
+    d2 = ((z[:, None, :] - km.cluster_centers_[None].astype(np.float64)) ** 2).sum(-1)
+    np.testing.assert_array_equal(km.labels_, d2.argmin(1))  # all 3000 rows, full assignment
+    assert km.labels_.shape == (3000,)
+    assert km.inertia_ == pytest.approx(d2.min(1).sum(), rel=1e-4)
+    # the block size changes nothing; the subsample is seeded
+    one_block = FaissKMeans(12, n_init=2, seed=5, normalize=True, max_points_per_centroid=40,
+                            chunk_size=10**6).fit(x)
+    np.testing.assert_array_equal(one_block.labels_, km.labels_)
+    np.testing.assert_array_equal(one_block.cluster_centers_, km.cluster_centers_)
+    # the subsample is really used: training on every row lands elsewhere
+    full = FaissKMeans(12, n_init=2, seed=5, normalize=True).fit(x)
+    assert not np.array_equal(full.cluster_centers_, km.cluster_centers_)
+    # ...and a cap above the data size is the ordinary fit
+    capped = FaissKMeans(12, n_init=2, seed=5, normalize=True, max_points_per_centroid=1000,
+                         chunk_size=100).fit(x)
+    np.testing.assert_array_equal(capped.labels_, full.labels_)
+    assert nmi(full.labels_, km.labels_) > 0.9
+
+
+def test_large_plain_float32_input_is_not_copied(many_blobs):
+    km = FaissKMeans(3, chunk_size=100).fit(many_blobs)
+    assert km._preprocess_rows(many_blobs) is many_blobs
+    assert FaissKMeans(3).fit(many_blobs)._preprocess_rows(many_blobs) is not many_blobs
+
+
+def test_confidence_in_blocks_is_the_distance_ratio_of_transform(many_blobs):
+    from fgdiscover.cluster import _distance_ratio_confidence
+
+    km = FaissKMeans(12, seed=0, chunk_size=7).fit(many_blobs)
+    np.testing.assert_allclose(km.confidence(many_blobs),
+                               _distance_ratio_confidence(km.transform(many_blobs)),
+                               rtol=1e-12)
 
 
 # -- hierarchical_kmeans -------------------------------------------------------------------
