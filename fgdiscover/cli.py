@@ -50,7 +50,7 @@ def quiet_option(fn):
                   help="Print nothing but errors (no progress bars, no messages).")
     @functools.wraps(fn)
     def wrapper(*args, quiet=False, **kwargs):
-        if not quiet:
+        if not quiet and _is_main_process():
             return fn(*args, **kwargs)
         import contextlib
         import os
@@ -60,6 +60,23 @@ def quiet_option(fn):
             return fn(*args, **kwargs)
 
     return wrapper
+
+
+def _is_main_process() -> bool:
+    """False in the processes of a torchrun launch other than rank 0: they print nothing
+    but errors (as with --quiet)."""
+    from .distributed import world_from_env
+
+    try:
+        return world_from_env().is_main
+    except FGDError:  # reported as a one-line error once the command runs
+        return True
+
+
+precision_option = click.option(
+    "--precision", type=click.Choice(["auto", "bf16", "fp32"]), default="auto",
+    show_default=True,
+    help="Forward passes in bf16 (autocast) or fp32; auto: bf16 on CUDA, fp32 on the CPU.")
 
 
 def _device_default_preset(device) -> str:
@@ -138,20 +155,27 @@ def resolve_gan_config(preset_name, device, **overrides):
 @click.option("--faithful", is_flag=True,
               help="FineGAN's original objective, without fgdiscover's mask constraints.")
 @click.option("--seed", type=int)
-@click.option("--device", help="torch device, e.g. cpu or cuda:0 (default: cuda if available).")
+@click.option("--device", help="torch device, e.g. cpu or cuda:0 (default: cuda if available; "
+              "under torchrun: cuda or cpu, each process on the GPU of its LOCAL_RANK).")
+@precision_option
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Decoded-image cache (default: $FGDISCOVER_CACHE or ~/.cache/fgdiscover).")
 @quiet_option
 @user_errors
 def train(data, run_dir, preset, n_parent, n_child, iters, batch_size, resolution, bboxes,
           no_bboxes, crop, checkpoint_every, resume, overwrite, faithful, seed, device,
-          cache_dir):
-    """Train FineGAN on the images under DATA."""
+          precision, cache_dir):
+    """Train FineGAN on the images under DATA.
+
+    Under torchrun (several processes) it trains data-parallel: --batch-size per process,
+    rank 0 writes the run (README, "Scale-out")."""
+    from .distributed import setup
     from .pipeline import ensure_writable, load_images, train_run
     from .train.gan import clear_run, ensure_new_run
 
     if resume and overwrite:
         raise UserError("give --resume or --overwrite, not both")
+    setup(device)  # the device and a torchrun environment are checked before any work
     run_dir = run_dir.resolve()
     cfg = resolve_gan_config(preset, device, n_parent=n_parent, n_child=n_child, iters=iters,
                              batch_size=batch_size, seed=seed, crop=crop,
@@ -166,12 +190,13 @@ def train(data, run_dir, preset, n_parent, n_child, iters, batch_size, resolutio
     ensure_writable(run_dir)
     ds = load_images(data, cfg.resolution, bboxes=bboxes, no_bboxes=no_bboxes,
                      cache_dir=cache_dir, crop=cfg.crop)
-    if overwrite:  # only now that the images loaded: a failed command destroys nothing
+    main = _is_main_process()  # under torchrun only rank 0 writes files
+    if overwrite and main:  # only now that the images loaded: a failed command destroys nothing
         clear_run(run_dir)
-    _list_skipped(ds, run_dir)
+    _list_skipped(ds, run_dir if main else None)
     click.echo(f"{len(ds)} images from {ds.root} at {cfg.resolution} px "
                f"({int((~ds.bbox_missing).sum())} with boxes); run: {run_dir}", err=True)
-    ckpt = train_run(ds, run_dir, cfg, resume=resume, device=device)
+    ckpt = train_run(ds, run_dir, cfg, resume=resume, device=device, precision=precision)
     click.echo(f"checkpoint: {ckpt}")
     click.echo(f"next: fgdiscover generate {run_dir} --out {run_dir / 'grid.png'}")
 
@@ -244,13 +269,17 @@ def generate(run_dir, out, seed, device):
               help="Skip the pictures and report.html (make them later with `visualize`).")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--device")
+@precision_option
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path))
 @quiet_option
 @user_errors
 def cluster(data, k, k_parent, model, preset, iters, out, labels, labels_from_dirs,
             label_column, bboxes, no_bboxes, crop, features, parents, overcluster, faithful,
-            overwrite, no_report, seed, device, cache_dir):
-    """Discover K fine-grained categories among the images under DATA."""
+            overwrite, no_report, seed, device, precision, cache_dir):
+    """Discover K fine-grained categories among the images under DATA.
+
+    Under torchrun (--out required) FineGAN and the encoder train data-parallel and the
+    images are encoded in shards; rank 0 clusters them all and writes the run."""
     from .pipeline import cluster_folder
 
     if labels and labels_from_dirs:
@@ -261,8 +290,10 @@ def cluster(data, k, k_parent, model, preset, iters, out, labels, labels_from_di
                        seed=seed, iters=iters, device=device, cache_dir=cache_dir,
                        features=features, parents=parents, overcluster=overcluster,
                        faithful=faithful, crop=crop,
-                       overwrite=overwrite, report=not no_report,
+                       overwrite=overwrite, report=not no_report, precision=precision,
                        log=lambda msg: click.echo(msg, err=True))
+    if r is None:  # a torchrun process other than rank 0
+        return
     click.echo(f"clustered {r.n_images} images into {r.k} clusters under {r.k_parent} parents, "
                + (f"{r.skipped} files skipped (listed in {r.run_dir / 'skipped.csv'})"
                   if r.skipped else "0 files skipped"))
@@ -294,11 +325,16 @@ def _print_metrics(m: dict) -> None:
 @click.option("--batch-size", default=256, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace embeddings already in --out.")
 @click.option("--device")
+@precision_option
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path))
 @quiet_option
 @user_errors
-def embed(data, model, out, bboxes, no_bboxes, batch_size, overwrite, device, cache_dir):
-    """Write encoder features and parent/child probabilities of the images under DATA."""
+def embed(data, model, out, bboxes, no_bboxes, batch_size, overwrite, device, precision,
+          cache_dir):
+    """Write encoder features and parent/child probabilities of the images under DATA.
+
+    Under torchrun each process encodes a share of the images (--batch-size per process)
+    and rank 0 writes them all, in order."""
     from .pipeline import embed_folder, ensure_writable
 
     if (out / "features.npy").exists() and not overwrite:
@@ -308,7 +344,9 @@ def embed(data, model, out, bboxes, no_bboxes, batch_size, overwrite, device, ca
 
     e = embed_folder(data, model, out, bboxes=bboxes, no_bboxes=no_bboxes,
                      batch_size=batch_size, device=device, cache_dir=cache_dir,
-                     log=lambda msg: click.echo(msg, err=True))
+                     precision=precision, log=lambda msg: click.echo(msg, err=True))
+    if e is None:  # a torchrun process other than rank 0
+        return
     click.echo(f"embedded {len(e.files)} images ({e.features.shape[1]}-d features) into {out}")
 
 
@@ -396,6 +434,11 @@ def benchmark(dataset, root, out, methods, preset, split, crop, n_parent, iters,
     """Run fgdiscover and the baselines on the same images; report beside published numbers."""
     from .benchmark import read_results, render_report, run_benchmark
 
+    from .distributed import world_from_env
+
+    if world_from_env().enabled:
+        raise UserError("benchmark runs in one process; under torchrun use train, embed or "
+                        "cluster")
     if report_only:
         (out / "report.md").write_text(render_report(read_results(out)))
         click.echo(f"report: {out / 'report.md'}")

@@ -79,10 +79,11 @@ def select_split(ds: ImageFolder, split: str) -> ImageFolder:
 
 
 def train_run(dataset: ImageFolder, run_dir, cfg: GANConfig, *, resume=False, device=None,
-              progress=True, stop_after=None) -> Path:
+              progress=True, stop_after=None, precision=None) -> Path:
     """Train FineGAN on a loaded dataset into ``run_dir``; returns the checkpoint path."""
     return train_gan(dataset.images, dataset.bboxes, run_dir, cfg, resume=resume,
-                     device=device, progress=progress, stop_after=stop_after)
+                     device=device, progress=progress, stop_after=stop_after,
+                     precision=precision)
 
 
 # --------------------------------------------------------------------------- discovery
@@ -176,7 +177,7 @@ def cluster_folder(data, *, k: int, k_parent: int | None = None, model=None, pre
                    cache_dir=None, features: str = "embedding", overcluster=None,
                    faithful: bool = False, crop=None, overwrite: bool = False, progress=True,
                    report: bool = True, parents: str = "auto", split: str = "all",
-                   log=print) -> ClusterResult:
+                   precision=None, log=print) -> ClusterResult | None:
     """The main job: discover k categories (and k_parent super-categories) under ``data``.
 
     Without ``model`` a FineGAN is first trained on ``data`` into ``out/model`` (resumed
@@ -197,12 +198,18 @@ def cluster_folder(data, *, k: int, k_parent: int | None = None, model=None, pre
 
     ``split`` keeps the official train or test images of CUB / Dogs / Cars
     (:func:`select_split`); FineGAN is then trained and the images clustered on those only.
+
+    Under torchrun (``out`` required) every process trains FineGAN and the encoder
+    data-parallel and encodes its share of the images; rank 0 writes every file, runs
+    k-means over all the embeddings and draws the report, the others return None.
+    ``precision``: bf16 or fp32 forward passes (:mod:`fgdiscover.accel`).
     """
+    from . import distributed
     from .cluster import hierarchical_kmeans, representatives
     from .embed import embed_images
     from .train.config import GANConfig, preset as get_preset
     from .train.encoder import ENCODER, ENCODER_PRESETS, load_encoder, train_encoder
-    from .train.gan import CHECKPOINT, clear_run, load_finegan, pick_device
+    from .train.gan import CHECKPOINT, load_finegan
 
     started = time.perf_counter()
     if k < 2:
@@ -215,7 +222,12 @@ def cluster_folder(data, *, k: int, k_parent: int | None = None, model=None, pre
     if parents not in PARENTS:
         raise FGDError(f"unknown parents {parents!r}; choose from {', '.join(PARENTS)}")
     scan_images(data)  # a missing or empty folder fails here, before any directory is made
-    dev = pick_device(device)
+    world, dev = distributed.setup(device)
+    if world.enabled and out is None:
+        raise FGDError("under torchrun give --out: every process must use the same run "
+                       "directory")
+    if not world.is_main:  # rank 0 reports and writes the files
+        log = _silent
     preset_name = preset or default_preset(dev)
     out = Path(out).resolve() if out else next_run_dir(Path.cwd() / "fgdiscover-runs",
                                                        f"cluster-{Path(data).name or 'data'}")
@@ -250,20 +262,18 @@ def cluster_folder(data, *, k: int, k_parent: int | None = None, model=None, pre
                        f"{int((~np.isfinite(ds.bboxes).all(1)).sum())} have none")
     parents = "silhouette" if parents == "auto" and all_boxed else (
         "features" if parents == "auto" else parents)
-    write_skipped(out, ds.skipped)
     enc_cfg = dataclasses.replace(ENCODER_PRESETS[preset_name], seed=seed)
-    (out / "config.json").write_text(json.dumps({
-        "data": str(Path(data).resolve()), "k": k, "k_parent": k_parent, "seed": seed,
-        "features": features, "parents": parents, "preset": preset_name, "split": split,
-        "model": str(model_dir),
-        "gan": cfg.to_json(), "encoder": dataclasses.asdict(enc_cfg),
-        "labels": str(Path(labels).resolve()) if labels else (
-            "from-dirs" if labels_from_dirs else None),
-        "label_column": label_column, "device": str(dev)}, indent=2) + "\n")
-
-    if clear_model:
-        log(f"--overwrite: removing the FineGAN trained with other settings in {model_dir}")
-        clear_run(model_dir)
+    if world.is_main:
+        _start_run_files(out, ds, model_dir, clear_model, log, {
+            "data": str(Path(data).resolve()), "k": k, "k_parent": k_parent, "seed": seed,
+            "features": features, "parents": parents, "preset": preset_name, "split": split,
+            "model": str(model_dir),
+            "gan": cfg.to_json(), "encoder": dataclasses.asdict(enc_cfg),
+            "labels": str(Path(labels).resolve()) if labels else (
+                "from-dirs" if labels_from_dirs else None),
+            "label_column": label_column, "device": str(dev),
+            "precision": precision or "auto", "processes": world.world_size})
+    distributed.barrier()  # an --overwrite'n model is gone before anyone looks at it
     log(f"{len(ds)} images from {ds.root} at {cfg.resolution} px "
         f"({int((~ds.bbox_missing).sum())} with boxes), {len(ds.skipped)} skipped")
 
@@ -271,20 +281,26 @@ def cluster_folder(data, *, k: int, k_parent: int | None = None, model=None, pre
     if trained_gan:
         log(f"training FineGAN ({preset_name} preset, {cfg.n_parent} parent / "
             f"{cfg.n_child} child codes, {cfg.iters} iterations) into {model_dir}")
-        (model_dir / ENCODER).unlink(missing_ok=True)  # an encoder of the earlier weights
-        train_run(ds, model_dir, cfg, resume=(model_dir / CHECKPOINT).exists(), device=dev,
-                  progress=progress)
+        resume = (model_dir / CHECKPOINT).exists()
+        distributed.barrier()  # every process has looked before rank 0 removes anything
+        if world.is_main:
+            (model_dir / ENCODER).unlink(missing_ok=True)  # an encoder of the earlier weights
+        train_run(ds, model_dir, cfg, resume=resume, device=dev, progress=progress,
+                  precision=precision)
     gan, cfg, _ = load_finegan(model_dir, dev)
     enc_path = model_dir / ENCODER
     trained_encoder = not enc_path.exists()
     if trained_encoder:
         log(f"training the inverse encoder into {enc_path}")
         encoder = train_encoder(gan, enc_path, enc_cfg, real_images=ds.images,
-                                boxes=ds.bboxes, device=dev, progress=progress, log=log)
+                                boxes=ds.bboxes, device=dev, progress=progress, log=log,
+                                precision=precision)
     else:
         encoder = load_encoder(enc_path, dev)
     emb = embed_images(encoder, ds.images, ds.files, out / "embeddings", device=dev,
-                       progress=progress)
+                       progress=progress, precision=precision)
+    if not world.is_main:  # k-means, files and report: rank 0, over all the embeddings
+        return None
 
     child_x, parent_x = FEATURES[features](emb)
     rows = None
@@ -334,16 +350,37 @@ def default_preset(device) -> str:
     return "paper" if device.type == "cuda" else "cpu"
 
 
+def _silent(msg: str) -> None:
+    """The log of torchrun processes other than rank 0."""
+
+
+def _start_run_files(out: Path, ds, model_dir: Path, clear_model: bool, log,
+                     config: dict) -> None:
+    """skipped.csv and config.json of a cluster run, and an outdated model removed."""
+    from .train.gan import clear_run
+
+    write_skipped(out, ds.skipped)
+    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    if clear_model:
+        log(f"--overwrite: removing the FineGAN trained with other settings in {model_dir}")
+        clear_run(model_dir)
+
+
 def embed_folder(data, model, out, *, bboxes=None, no_bboxes=False, batch_size=256,
-                 device=None, cache_dir=None, progress=True, preset=None, log=print):
+                 device=None, cache_dir=None, progress=True, preset=None, precision=None,
+                 log=print):
     """Encode the images under ``data`` with the encoder of run ``model`` into ``out``
     (the encoder is trained and kept in ``model`` first if it has none, with the encoder
-    settings of ``preset``, by default the device's as in :func:`cluster_folder`)."""
+    settings of ``preset``, by default the device's as in :func:`cluster_folder`).
+
+    Under torchrun every process takes part (the encoder trained data-parallel, the
+    images encoded in shards); rank 0 writes ``out`` and the others return None."""
+    from . import distributed
     from .embed import embed_images
     from .train.encoder import ENCODER, ENCODER_PRESETS, load_encoder, train_encoder
-    from .train.gan import load_finegan, pick_device
+    from .train.gan import load_finegan
 
-    dev = pick_device(device)
+    world, dev = distributed.setup(device)
     gan, cfg, _ = load_finegan(model, dev)
     ds = load_images(data, cfg.resolution, bboxes=bboxes, no_bboxes=no_bboxes,
                      cache_dir=cache_dir, crop=cfg.crop, progress=progress)
@@ -351,12 +388,13 @@ def embed_folder(data, model, out, *, bboxes=None, no_bboxes=False, batch_size=2
     if enc_path.exists():
         encoder = load_encoder(enc_path, dev)
     else:
-        log(f"training the inverse encoder into {enc_path}")
+        if world.is_main:
+            log(f"training the inverse encoder into {enc_path}")
         encoder = train_encoder(gan, enc_path, ENCODER_PRESETS[preset or default_preset(dev)],
                                 real_images=ds.images, boxes=ds.bboxes, device=dev,
-                                progress=progress, log=log)
+                                progress=progress, log=log, precision=precision)
     return embed_images(encoder, ds.images, ds.files, out, batch_size=batch_size, device=dev,
-                        progress=progress)
+                        progress=progress, precision=precision)
 
 
 def _finished(run_dir: Path, cfg: GANConfig) -> bool:

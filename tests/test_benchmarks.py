@@ -242,3 +242,37 @@ def test_train_profile_tiny_writes_the_profile_and_the_side_by_side_table(tmp_pa
     assert rows[0].endswith("| - |") and re.search(r"\| [+-]\d+\.\d% \|$", rows[1])
     bad = run_script("train_profile", "--threads", "0,x")
     assert bad.returncode == 2 and bad.stderr.startswith("error: --threads")
+
+
+# ------------------------------------------------------------------------------ perf
+def test_perf_quick_writes_every_table(tmp_path):
+    out, results = tmp_path / "perf.md", tmp_path / "perf.jsonl"
+    run = run_script("perf", "--quick", "--out", out, "--results", results, "--work",
+                     tmp_path / "work")
+    assert run.returncode == 0, run.stderr[-3000:]
+    text = out.read_text()
+    assert "- commit: " in text and "- machine: " in text and "load average" in text
+    assert "--quick" in text  # labelled as a smoke run, not a measurement
+    for title, header in [
+        ("### FaissKMeans vs scikit-learn KMeans", "| seed | FaissKMeans s |"),
+        ("### Training and embedding images/s", "| preset | px | stage |"),
+        ("### Embedding: `embed_images`", "| images | runs |"),
+        ("### Decode cache", "| epoch | seconds | images/s |"),
+        ("### Large cluster step", "| step | seconds |"),
+    ]:
+        assert title in text and header in text
+    assert "| tiny | 16 px | FineGAN training step | 4 |" in text
+    [rec] = [json.loads(line) for line in results.read_text().splitlines()]
+    assert rec["settings"]["quick"] and rec["git"]["commit"] is not None
+    res = rec["results"]
+    assert [r["n"] for r in res["embed"]["runs"]] == [500, 2000]
+    assert all(r["peak_rss_gib"] >= r["peak_anon_gib"] > 0 for r in res["embed"]["runs"])
+    assert res["large"]["n_train"] == 20 * 64 and res["large"]["n"] == 20_000
+    assert all(r["inertia_ratio"] > 0 for r in res["kmeans"]["runs"])
+
+
+def test_perf_rejects_an_unknown_section(tmp_path):
+    run = run_script("perf", "--only", "kmeans,gpu", "--out", tmp_path / "p.md")
+    assert run.returncode == 2
+    assert run.stderr.startswith("error: unknown section(s) ['gpu']")
+    assert not (tmp_path / "p.md").exists()

@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import distributed
+from ..accel import Accel
 from ..errors import FGDError
 from ..models.codes import sample_codes
 from ..models.encoder import InverseEncoder, paste_objects, random_shift_flip
@@ -78,7 +80,7 @@ def nt_xent(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tenso
 
     a, b : Tensors of shape (n, d), the projections of two views of the same n images
     """
-    z = F.normalize(torch.cat([a, b]), dim=1)
+    z = F.normalize(torch.cat([a, b]).float(), dim=1)
     sim = z @ z.t() / temperature
     n = len(a)
     sim = sim.masked_fill(torch.eye(2 * n, dtype=torch.bool, device=sim.device), float("-inf"))
@@ -92,8 +94,14 @@ def _projection(dim: int) -> nn.Module:
 
 
 def train_encoder(gan: FineGAN, out: Path, cfg: EncoderConfig, *, real_images=None,
-                  boxes=None, device="cpu", progress=True, log=None) -> InverseEncoder:
+                  boxes=None, device="cpu", progress=True, log=None,
+                  precision: str | None = None) -> InverseEncoder:
     """Train an :class:`InverseEncoder` for ``gan`` and save it to ``out``.
+
+    Under ``torchrun`` the processes train it data-parallel, as FineGAN
+    (:mod:`fgdiscover.distributed`): each draws its own ``batch_size`` fakes and real
+    images, gradients are averaged, rank 0 saves it; every process returns the same
+    weights. ``precision`` as in :func:`fgdiscover.train.gan.train_gan`.
 
     Parameters
     ----------
@@ -109,23 +117,31 @@ def train_encoder(gan: FineGAN, out: Path, cfg: EncoderConfig, *, real_images=No
     from ..progress import progress_bar
 
     g = gan.generator_ema.eval()
+    world = distributed.current()
+    accel = Accel.for_device(device, precision)
     torch.manual_seed(cfg.seed)
     enc = InverseEncoder(resolution=g.resolution, n_parent=g.n_parent, n_child=g.n_child,
                          width=cfg.width, feature_dim=cfg.feature_dim).to(device).train()
     opt = torch.optim.Adam(enc.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
-    rng = torch.Generator().manual_seed(cfg.seed)
+    distributed.broadcast_parameters(enc)
+    distributed.average_gradients(opt)
+    rng = torch.Generator().manual_seed(distributed.rank_seed(cfg.seed, world.rank))
+    progress = progress and world.is_main
     bar = progress_bar(range(cfg.iters), enabled=progress, desc="train encoder", unit="it",
                        dynamic_ncols=True)
     t0 = time.perf_counter()
     for step in bar:
-        images, codes = fake_batch(gan, cfg.batch_size, rng, device)
-        images = random_shift_flip(images, cfg.max_shift, rng)
-        _, p_logits, c_logits = enc(images)
-        loss_p, loss_c = F.cross_entropy(p_logits, codes.p), F.cross_entropy(c_logits, codes.c)
+        with accel.autocast():
+            images, codes = fake_batch(gan, cfg.batch_size, rng, device)
+            images = random_shift_flip(images, cfg.max_shift, rng)
+            _, p_logits, c_logits = enc(images)
+        loss_p = F.cross_entropy(p_logits.float(), codes.p)
+        loss_c = F.cross_entropy(c_logits.float(), codes.c)
         loss = loss_p + loss_c
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        distributed.broadcast_buffers(enc)
         if step % 25 == 0:
             acc = (c_logits.argmax(1) == codes.c).float().mean().item()
             rate = (step + 1) * cfg.batch_size / (time.perf_counter() - t0)
@@ -137,24 +153,32 @@ def train_encoder(gan: FineGAN, out: Path, cfg: EncoderConfig, *, real_images=No
         boxed = np.flatnonzero(np.isfinite(np.asarray(boxes, dtype=np.float32)).all(1))
     if cfg.real_iters > 0 and len(boxed) >= 2:
         _train_on_real(enc, g, real_images, np.asarray(boxes, np.float32), boxed, cfg, rng,
-                       device, progress)
-    elif cfg.real_iters > 0 and log is not None:
+                       device, progress, accel)
+    elif cfg.real_iters > 0 and log is not None and world.is_main:
         log("no object boxes: the encoder's real-image phase is skipped (clusters may follow "
             "backgrounds; give boxes with --bboxes, see README)")
     enc.eval()
-    save_checkpoint({"format": ENCODER_FORMAT, "dims": enc.dims(),
-                     "config": dataclasses.asdict(cfg), "state": enc.state_dict()}, out)
+    if world.enabled:
+        distributed.check_in_sync(enc, "encoder weights")
+    if world.is_main:
+        save_checkpoint({"format": ENCODER_FORMAT, "dims": enc.dims(),
+                         "config": dataclasses.asdict(cfg), "state": enc.state_dict()}, out)
+    distributed.barrier()
     return enc
 
 
 def _train_on_real(enc: InverseEncoder, g, images, boxes: np.ndarray, boxed: np.ndarray,
-                   cfg: EncoderConfig, rng: torch.Generator, device, progress: bool) -> None:
+                   cfg: EncoderConfig, rng: torch.Generator, device, progress: bool,
+                   accel: Accel | None = None) -> None:
     """Phase 2 of :class:`EncoderConfig`: contrastive views of real objects on generated
     backgrounds."""
     from ..progress import progress_bar
 
+    accel = accel or Accel.for_device(device)
     head = _projection(enc.feature_dim).to(device)
     opt = torch.optim.Adam([*enc.parameters(), *head.parameters()], lr=cfg.lr)
+    distributed.broadcast_parameters(head)
+    distributed.average_gradients(opt)
     n = min(cfg.real_batch_size, len(boxed))
     bar = progress_bar(range(cfg.real_iters), enabled=progress, desc="encoder on real images",
                        unit="it", dynamic_ncols=True)
@@ -168,12 +192,16 @@ def _train_on_real(enc: InverseEncoder, g, images, boxes: np.ndarray, boxed: np.
 
     for step in bar:
         pick = boxed[torch.randint(len(boxed), (n,), generator=rng).numpy()]
-        real, box = to_tensor(images[np.sort(pick)], device), torch.from_numpy(boxes[np.sort(pick)])
+        real = to_tensor(images[np.sort(pick)], device, accel)
+        box = torch.from_numpy(boxes[np.sort(pick)])
         va, vb = view(real, box), view(real, box)
-        loss = nt_xent(head(enc(va)[0]), head(enc(vb)[0]), cfg.temperature)
+        with accel.autocast():
+            pa, pb = head(enc(va)[0]), head(enc(vb)[0])
+        loss = nt_xent(pa, pb, cfg.temperature)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        distributed.broadcast_buffers(enc)
         if step % 25 == 0:
             bar.set_postfix(contrastive=f"{loss.item():.2f}")
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import random
 import time
 from dataclasses import dataclass
@@ -11,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .. import distributed
+from ..accel import Accel
 from ..errors import FGDError
 from ..models.codes import Codes, parent_of, sample_codes
 from ..models.finegan import FineGAN, accumulate, ema_decay
@@ -33,10 +37,9 @@ def reads_losses_every_step(device: torch.device) -> bool:
 
 
 def pick_device(device: str | None = None) -> torch.device:
-    """``device`` if given, else CUDA when available, else the CPU."""
-    if device:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """``device`` if given, else CUDA when available, else the CPU; FGDError for CUDA
+    where torch sees no GPU (a one-line error instead of a CUDA traceback later)."""
+    return distributed.process_device(device, distributed.World())
 
 
 def build_finegan(cfg: GANConfig) -> FineGAN:
@@ -97,7 +100,8 @@ def _pairs(d, a: torch.Tensor, b: torch.Tensor, batched: bool):
 
 def train_step(m: FineGAN, opt: Optimizers, real: torch.Tensor, bboxes: torch.Tensor,
                codes: Codes, cfg: GANConfig, step: int = 10**9, *,
-               batched: bool | None = None, sync: bool = True):
+               batched: bool | None = None, sync: bool = True,
+               autocast=contextlib.nullcontext):
     """One FineGAN iteration: a discriminator update, then a generator update.
 
     Parameters
@@ -119,6 +123,9 @@ def train_step(m: FineGAN, opt: Optimizers, real: torch.Tensor, bboxes: torch.Te
     sync : bool
         Read the losses back (one transfer). ``False`` leaves them on the device, so that
         a GPU is not waited for at every step.
+    autocast : callable returning a context manager
+        Wraps the forward passes (:meth:`fgdiscover.accel.Accel.autocast`: bf16 on CUDA);
+        the losses cast their inputs to float32 and the backward passes run outside it.
 
     Returns
     -------
@@ -127,31 +134,35 @@ def train_step(m: FineGAN, opt: Optimizers, real: torch.Tensor, bboxes: torch.Te
     g, d_b, d_p, d_c = m.generator, m.d_background, m.d_parent, m.d_child
     if batched is None:
         batched = cfg.d_norm == "spectral"
-    out = g(codes.z, codes.b, codes.p, codes.c)
     background_patch = (~d_b.geometry.object_overlap(bboxes)).float()  # 1 = background
 
     # -- discriminators: D_b on real vs generated backgrounds, D_c on real vs final images
     opt.d.zero_grad(set_to_none=True)
-    (real_rf, real_bg), (fake_rf, _) = _pairs(d_b, real, out["background"].detach(), batched)
-    loss_db = cfg.bg_weight * (d_patch_loss(real_rf, fake_rf, background_patch)
-                               + bce(real_bg, background_patch))
-    loss_dc = d_adversarial_loss(*_pairs(d_c.real_fake_logits, real, out["child"].detach(),
-                                         batched))
+    with autocast():
+        out = g(codes.z, codes.b, codes.p, codes.c)
+        (real_rf, real_bg), (fake_rf, _) = _pairs(d_b, real, out["background"].detach(),
+                                                  batched)
+        loss_db = cfg.bg_weight * (d_patch_loss(real_rf, fake_rf, background_patch)
+                                   + bce(real_bg, background_patch))
+        loss_dc = d_adversarial_loss(*_pairs(d_c.real_fake_logits, real,
+                                             out["child"].detach(), batched))
     (loss_db + loss_dc).backward()
     opt.d.step()
 
     # -- generator (+ D_p and D_c's code head on the information terms)
     opt.g.zero_grad(set_to_none=True)
-    fake_rf, fake_bg = d_b(out["background"])
-    loss_gb = cfg.bg_weight * g_adversarial_loss(fake_rf) + cfg.bg_aux_weight * bce(fake_bg, 1.0)
-    h_child, h_fg = _pairs(d_c.trunk, out["child"], out["child_fg"] * out["child_mask"],
-                           batched)
-    loss_gc = g_adversarial_loss(d_c.real_fake(h_child).flatten())
-    loss_info_p = info_loss(d_p.code_logits(parent_info_input(out, cfg)), codes.p)
-    loss_info_c = info_loss(d_c.code_head(h_fg).flatten(1), codes.c)
-    loss_mask = (cfg.mask_weight * mask_area_loss(out["parent_mask"], *cfg.mask_area)
-                 + cfg.binary_weight * (mask_binary_loss(out["parent_mask"])
-                                        + mask_binary_loss(out["child_mask"])))
+    with autocast():
+        fake_rf, fake_bg = d_b(out["background"])
+        loss_gb = (cfg.bg_weight * g_adversarial_loss(fake_rf)
+                   + cfg.bg_aux_weight * bce(fake_bg, 1.0))
+        h_child, h_fg = _pairs(d_c.trunk, out["child"], out["child_fg"] * out["child_mask"],
+                               batched)
+        loss_gc = g_adversarial_loss(d_c.real_fake(h_child).flatten())
+        loss_info_p = info_loss(d_p.code_logits(parent_info_input(out, cfg)), codes.p)
+        loss_info_c = info_loss(d_c.code_head(h_fg).flatten(1), codes.c)
+        loss_mask = (cfg.mask_weight * mask_area_loss(out["parent_mask"], *cfg.mask_area)
+                     + cfg.binary_weight * (mask_binary_loss(out["parent_mask"])
+                                            + mask_binary_loss(out["child_mask"])))
     (loss_gb + loss_gc + loss_info_p + loss_info_c + loss_mask).backward()
     opt.g.step()
     accumulate(m.generator_ema, g, ema_decay(step, cfg.ema_decay))
@@ -222,22 +233,34 @@ def mine_hard_codes(m: FineGAN, n: int, cfg: GANConfig, rng: torch.Generator,
     return pool.index(torch.argsort(score)[:n])
 
 
-def to_tensor(images: np.ndarray, device) -> torch.Tensor:
-    """uint8 images (n, H, W, 3) -> float tensor (n, 3, H, W) in [-1, 1]."""
+def to_tensor(images: np.ndarray, device, accel: Accel | None = None) -> torch.Tensor:
+    """uint8 images (n, H, W, 3) -> float tensor (n, 3, H, W) in [-1, 1] on ``device``
+    (sent as uint8, pinned and non-blocking on CUDA: see :mod:`fgdiscover.accel`)."""
     # a copy: batches may be read-only views of the decode cache's memmap
-    x = torch.from_numpy(np.array(images, dtype=np.uint8, copy=True)).to(device)
+    x = torch.from_numpy(np.array(images, dtype=np.uint8, copy=True))
+    x = (accel or Accel.for_device(device)).to_device(x)
     return x.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
 
 
 class BatchSampler:
     """Shuffled epochs of indices with random horizontal flips, from a numpy Generator
-    whose state goes into the checkpoint (resume continues the same sequence)."""
+    whose state goes into the checkpoint (resume continues the same sequence).
 
-    def __init__(self, images: np.ndarray, bboxes: np.ndarray, batch_size: int, seed: int):
-        if len(images) < 2:
-            raise FGDError("training needs at least 2 images")
+    With ``world_size`` processes (torchrun) it behaves as ``DistributedSampler``: every
+    process draws the same shuffled order and flips (same seed), takes a global batch of
+    ``batch_size * world_size`` indices and keeps every ``world_size``-th of them from
+    ``rank`` on; ``batch_size`` is per process. Rank 0's state is every rank's state, so
+    one checkpoint resumes them all. One process draws exactly what it drew before.
+    """
+
+    def __init__(self, images: np.ndarray, bboxes: np.ndarray, batch_size: int, seed: int,
+                 *, rank: int = 0, world_size: int = 1):
+        if len(images) < 2 * world_size:
+            raise FGDError(f"training needs at least 2 images per process ({2 * world_size} "
+                           f"for {world_size}), got {len(images)}")
         self.images, self.bboxes = images, np.asarray(bboxes, dtype=np.float32)
-        self.batch_size = min(batch_size, len(images))
+        self.rank, self.world_size = rank, world_size
+        self.batch_size = min(batch_size * world_size, len(images))  # the global batch
         self.rng = np.random.default_rng(seed)
         self.order, self.pos = self.rng.permutation(len(images)), 0
 
@@ -246,8 +269,9 @@ class BatchSampler:
             self.order, self.pos = self.rng.permutation(len(self.images)), 0
         idx = np.sort(self.order[self.pos:self.pos + self.batch_size])
         self.pos += self.batch_size
-        imgs, boxes = self.images[idx], self.bboxes[idx].copy()
         flip = self.rng.random(len(idx)) < 0.5
+        idx, flip = idx[self.rank::self.world_size], flip[self.rank::self.world_size]
+        imgs, boxes = self.images[idx], self.bboxes[idx].copy()
         imgs[flip] = imgs[flip, :, ::-1]
         width = imgs.shape[2]
         boxes[flip, 0] = width - boxes[flip, 0] - boxes[flip, 2]
@@ -264,7 +288,8 @@ class BatchSampler:
         self.order, self.pos = torch.as_tensor(s["order"]).numpy(), int(s["pos"])
 
 
-def _state(m, opt, cfg, step, code_rng, sampler) -> dict:
+def _state(m, opt, cfg, step, code_rng, sampler, code_states=None) -> dict:
+    """The checkpoint; ``code_states``: every process's code generator state (torchrun)."""
     return {
         "format": CHECKPOINT_FORMAT,
         "config": json.dumps(cfg.to_json()),  # validated by GANConfig.from_json on load
@@ -277,7 +302,9 @@ def _state(m, opt, cfg, step, code_rng, sampler) -> dict:
         "opt_d": opt.d.state_dict(),
         "opt_g": opt.g.state_dict(),
         "rng": {"codes": code_rng.get_state(), "batches": sampler.state(),
-                "torch": torch.get_rng_state(), "python": random.getstate()},
+                "torch": torch.get_rng_state(), "python": random.getstate(),
+                "world_size": sampler.world_size,
+                **({"codes_by_rank": code_states} if code_states else {})},
     }
 
 
@@ -341,8 +368,13 @@ def clear_run(run_dir: Path) -> None:
 
 def train_gan(images: np.ndarray, bboxes: np.ndarray, run_dir: Path, cfg: GANConfig, *,
               resume: bool = False, device=None, progress: bool = True,
-              stop_after: int | None = None) -> Path:
+              stop_after: int | None = None, precision: str | None = None) -> Path:
     """Train (or continue training) FineGAN on decoded images.
+
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) every process runs this function on its own
+    device and its own share of each batch (``cfg.batch_size`` images per process); the
+    gradients are averaged, rank 0 writes the log and the checkpoints
+    (:mod:`fgdiscover.distributed`, README "Scale-out").
 
     Parameters
     ----------
@@ -354,6 +386,9 @@ def train_gan(images: np.ndarray, bboxes: np.ndarray, run_dir: Path, cfg: GANCon
         Continue from ``run_dir``'s checkpoint (same config, same step, same RNG streams).
     stop_after : int, optional
         Stop after this many steps in this call (the run stays resumable).
+    precision : {"auto", "bf16", "fp32"}, optional
+        Forward passes under bf16 autocast or in float32; default bf16 on CUDA, fp32 on
+        the CPU (:mod:`fgdiscover.accel`).
 
     Returns
     -------
@@ -367,19 +402,23 @@ def train_gan(images: np.ndarray, bboxes: np.ndarray, run_dir: Path, cfg: GANCon
     """
     run_dir = Path(run_dir).resolve()
     ckpt_path = run_dir / CHECKPOINT
-    device = pick_device(device)
+    world, device = distributed.setup(device)
+    accel = Accel.for_device(device, precision)
     if images.shape[1] != cfg.resolution:
         raise FGDError(f"images are {images.shape[1]} px, the model wants {cfg.resolution} px")
     if not resume:
         ensure_new_run(run_dir)
-    for stale in ckpt_path.parent.glob(f"{ckpt_path.name}*.tmp"):  # a write cut short
+    for stale in (ckpt_path.parent.glob(f"{ckpt_path.name}*.tmp")  # a write cut short
+                  if world.is_main else ()):
         stale.unlink(missing_ok=True)
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     m = build_finegan(cfg).to(device).train()
     opt = make_optimizers(m, cfg)
-    code_rng = torch.Generator().manual_seed(cfg.seed)
-    sampler = BatchSampler(images, bboxes, cfg.batch_size, cfg.seed)
+    # the codes of each process's fakes are its own (rank 0's are a single process's)
+    code_rng = torch.Generator().manual_seed(distributed.rank_seed(cfg.seed, world.rank))
+    sampler = BatchSampler(images, bboxes, cfg.batch_size, cfg.seed, rank=world.rank,
+                           world_size=world.world_size)
     step = 0
     if resume and ckpt_path.exists():
         ckpt, saved = _read_checkpoint(ckpt_path, device)
@@ -390,40 +429,55 @@ def train_gan(images: np.ndarray, bboxes: np.ndarray, run_dir: Path, cfg: GANCon
         opt.d.load_state_dict(ckpt["opt_d"])
         opt.g.load_state_dict(ckpt["opt_g"])
         step = int(ckpt["step"])
-        code_rng.set_state(ckpt["rng"]["codes"])
+        saved_world = int(ckpt["rng"].get("world_size", 1))
+        if saved_world != world.world_size:
+            raise FGDError(f"{run_dir} was trained by {saved_world} process(es); resume it "
+                           f"with as many (now {world.world_size})")
+        code_rng.set_state(ckpt["rng"]["codes_by_rank"][world.rank] if world.enabled
+                           else ckpt["rng"]["codes"])
         sampler.load_state(ckpt["rng"]["batches"])
         torch.set_rng_state(ckpt["rng"]["torch"])
         random.setstate(ckpt["rng"]["python"])
-        _truncate_log(run_dir / "log.jsonl", step)
-    else:  # no checkpoint: lines an attempt killed before its first one logged are void
-        (run_dir / "log.jsonl").unlink(missing_ok=True)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    cfg.save(run_dir / "config.json")
+        if world.is_main:
+            _truncate_log(run_dir / "log.jsonl", step)
+    elif world.is_main:  # no checkpoint: lines an attempt killed before its first one logged
+        (run_dir / "log.jsonl").unlink(missing_ok=True)  # are void
+    if world.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        cfg.save(run_dir / "config.json")
     m.generator_ema.eval()
+    distributed.broadcast_parameters(m)  # every process starts from rank 0's weights
+    distributed.average_gradients(opt.d)
+    distributed.average_gradients(opt.g)
 
     from ..progress import progress_bar
 
     end = cfg.iters if stop_after is None else min(cfg.iters, step + stop_after)
-    bar = progress_bar(total=cfg.iters, initial=step, enabled=progress, unit="it",
+    bar = progress_bar(total=cfg.iters, initial=step, enabled=progress and world.is_main,
+                       unit="it",
                        desc="train FineGAN", dynamic_ncols=True)
     hard_start = cfg.iters - cfg.hard_negative_iters
     t0, seen = time.perf_counter(), 0
     every_step, ok, since = reads_losses_every_step(device), None, 0
-    with open(run_dir / "log.jsonl", "a") as log:
+    with open(run_dir / "log.jsonl" if world.is_main else os.devnull, "a") as log:
         while step < end:
             imgs, boxes = sampler.next()
-            real = to_tensor(imgs, device)
-            boxes = fill_missing_boxes(torch.from_numpy(boxes).to(device), cfg.resolution,
-                                       cfg.border_band)
+            real = to_tensor(imgs, device, accel)
+            boxes = fill_missing_boxes(accel.to_device(torch.from_numpy(boxes)),
+                                       cfg.resolution, cfg.border_band)
             n = real.shape[0]
             if step >= hard_start and (step - hard_start) % 2 == 1:
                 codes = mine_hard_codes(m, n, cfg, code_rng, device)
             else:
                 codes = sample_codes(n, n_parent=cfg.n_parent, n_child=cfg.n_child,
                                      z_dim=cfg.z_dim, generator=code_rng, device=device)
-            values = train_step(m, opt, real, boxes, codes, cfg, step, sync=every_step)
+            values = train_step(m, opt, real, boxes, codes, cfg, step, sync=every_step,
+                                autocast=accel.autocast)
+            if world.enabled:  # losses averaged over processes: all stop at the same NaN
+                values = distributed.mean_over_ranks(values, device)
+                distributed.broadcast_buffers(m)
             step += 1
-            seen += n
+            seen += sampler.batch_size  # images of all processes (img/s is the global rate)
             if every_step:
                 losses = values
                 _check_finite(losses, step, ckpt_path)
@@ -440,7 +494,7 @@ def train_gan(images: np.ndarray, bboxes: np.ndarray, run_dir: Path, cfg: GANCon
                     ok, since = None, 0
                 since += 1
             rate = seen / (time.perf_counter() - t0)
-            if step % cfg.log_every == 0 or step == end:
+            if world.is_main and (step % cfg.log_every == 0 or step == end):
                 health = child_code_recovery(m, cfg, device, seed=cfg.seed)
                 log.write(json.dumps({"step": step, **losses, **health, "img_per_s": rate})
                           + "\n")
@@ -453,6 +507,13 @@ def train_gan(images: np.ndarray, bboxes: np.ndarray, run_dir: Path, cfg: GANCon
                 if not _weights_finite(m):  # finite losses, but the last update overflowed
                     raise FGDError(f"training diverged at step {step} (non-finite weights); "
                                    f"the last good checkpoint {ckpt_path} is kept")
-                save_checkpoint(_state(m, opt, cfg, step, code_rng, sampler), ckpt_path)
+                code_states = None
+                if world.enabled:
+                    distributed.check_in_sync(m)  # FGDError if the weights drifted apart
+                    code_states = distributed.gather_objects(code_rng.get_state())
+                if world.is_main:
+                    save_checkpoint(_state(m, opt, cfg, step, code_rng, sampler, code_states),
+                                    ckpt_path)
+                distributed.barrier()  # nobody reads the checkpoint before it is whole
     bar.close()
     return ckpt_path

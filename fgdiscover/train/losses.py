@@ -1,4 +1,7 @@
-"""FineGAN's losses as small pure functions of logits."""
+"""FineGAN's losses as small pure functions of logits.
+
+Each casts its inputs to float32 (a no-op for float32 tensors): under bf16 autocast the
+networks' outputs may be bfloat16, the losses are always computed in float32."""
 
 from __future__ import annotations
 
@@ -8,9 +11,10 @@ import torch.nn.functional as F
 
 def bce(logits: torch.Tensor, target: float | torch.Tensor) -> torch.Tensor:
     """Mean binary cross-entropy with logits against a constant or a tensor target."""
+    logits = logits.float()
     if not torch.is_tensor(target):
         target = torch.full_like(logits, float(target))
-    return F.binary_cross_entropy_with_logits(logits, target)
+    return F.binary_cross_entropy_with_logits(logits, target.float())
 
 
 def d_patch_loss(real_logits, fake_logits, real_weight) -> torch.Tensor:
@@ -24,6 +28,7 @@ def d_patch_loss(real_logits, fake_logits, real_weight) -> torch.Tensor:
     real_logits, fake_logits : Tensor of shape (n, 1, g, g)
     real_weight : Tensor of shape (n, 1, g, g), 1 for background patches, 0 otherwise
     """
+    real_logits = real_logits.float()
     per_patch = F.binary_cross_entropy_with_logits(
         real_logits, torch.ones_like(real_logits), reduction="none")
     real = (per_patch * real_weight).sum() / real_weight.sum().clamp(min=1.0)
@@ -48,12 +53,12 @@ def info_loss(code_logits, codes) -> torch.Tensor:
     code_logits : Tensor of shape (n, n_codes)
     codes : LongTensor of shape (n,)
     """
-    return F.cross_entropy(code_logits, codes)
+    return F.cross_entropy(code_logits.float(), codes)
 
 
 def code_log_likelihood(code_logits, codes) -> torch.Tensor:
     """log q(code | image) per sample, shape (n,); the hard-negative phase ranks by it."""
-    return -F.cross_entropy(code_logits, codes, reduction="none")
+    return -F.cross_entropy(code_logits.float(), codes, reduction="none")
 
 
 def mask_area_loss(mask: torch.Tensor, low: float, high: float) -> torch.Tensor:
@@ -62,10 +67,11 @@ def mask_area_loss(mask: torch.Tensor, low: float, high: float) -> torch.Tensor:
     mask : Tensor of shape (n, 1, h, w) in [0, 1]. Keeps the parent mask from covering
     the whole image (the parent would paint the background) or vanishing.
     """
-    area = mask.mean(dim=(1, 2, 3))
+    area = mask.float().mean(dim=(1, 2, 3))
     return (F.relu(area - high) + F.relu(low - area)).mean()
 
 
 def mask_binary_loss(mask: torch.Tensor) -> torch.Tensor:
     """Mean distance of mask values from {0, 1}: pushes soft masks to crisp ones."""
+    mask = mask.float()
     return torch.minimum(mask, 1 - mask).mean()
