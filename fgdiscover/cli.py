@@ -22,6 +22,10 @@ class UserError(click.ClickException):
     exit_code = 2
 
 
+INTERRUPTED = ("interrupted; the last checkpoint is kept (to continue: `train` with --resume, "
+               "`cluster` with the same command and --out)")
+
+
 def user_errors(fn):
     """Turn FGDError and OS errors into one-line messages."""
 
@@ -35,8 +39,7 @@ def user_errors(fn):
             where = f": {e.filename}" if getattr(e, "filename", None) else ""
             raise UserError(f"{e.strerror or e}{where}") from None
         except KeyboardInterrupt:
-            click.echo("\ninterrupted; the last checkpoint is kept (to continue: `train` with "
-                       "--resume, `cluster` with the same command and --out)", err=True)
+            click.echo("\n" + INTERRUPTED, err=True)
             sys.exit(130)
 
     return wrapper
@@ -55,9 +58,14 @@ def quiet_option(fn):
         import contextlib
         import os
 
-        with open(os.devnull, "w") as null, contextlib.redirect_stdout(null), \
-                contextlib.redirect_stderr(null):
-            return fn(*args, **kwargs)
+        try:
+            with open(os.devnull, "w") as null, contextlib.redirect_stdout(null), \
+                    contextlib.redirect_stderr(null):
+                return fn(*args, **kwargs)
+        except SystemExit as e:  # Ctrl-C: what was kept is worth saying even with --quiet
+            if e.code == 130 and _is_main_process():
+                click.echo(INTERRUPTED, err=True)
+            raise
 
     return wrapper
 
@@ -358,7 +366,8 @@ def embed(data, model, out, bboxes, no_bboxes, batch_size, overwrite, device, pr
               help="Draw this many images at points spread over the map.")
 @click.option("--per-cluster", type=click.IntRange(min=1), default=16, show_default=True,
               help="Images in each child cluster's gallery.")
-@click.option("--no-model-pictures", is_flag=True, help="Skip the FineGAN grids.")
+@click.option("--no-model-pictures", is_flag=True,
+              help="Do not draw the FineGAN grids (the report keeps those already drawn).")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--device")
 @quiet_option

@@ -11,7 +11,9 @@ redraws::
 from __future__ import annotations
 
 import sys
+import threading
 import time
+import weakref
 
 from tqdm.auto import tqdm
 
@@ -59,8 +61,9 @@ def progress_bar(iterable=None, *, desc: str, total=None, initial: int = 0, unit
 class LineProgress:
     """The subset of tqdm's interface the package uses, writing one line per report.
 
-    A line is written when the loop starts, at most every ``interval`` seconds while it
-    runs, and when it ends (``close``, the end of the iteration or of a ``with`` block).
+    A line is written when the loop starts, every ``interval`` seconds while it runs (also
+    when the counter has not moved: a step such as k-means or UMAP can take minutes), and
+    when it ends (``close``, the end of the iteration or of a ``with`` block).
     """
 
     def __init__(self, iterable=None, *, desc: str, total=None, initial: int = 0,
@@ -77,7 +80,12 @@ class LineProgress:
         self._last = self._start
         self._closed = False
         self._written = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
         self._write()
+        if interval > 0:
+            threading.Thread(target=_heartbeat, args=(weakref.ref(self), self._stop, interval),
+                             name=f"progress: {desc}", daemon=True).start()
 
     def _write(self) -> None:
         elapsed = time.perf_counter() - self._start
@@ -91,7 +99,13 @@ class LineProgress:
     def update(self, n: int = 1) -> None:
         self.n += n
         if time.perf_counter() - self._last >= self.interval:
-            self._write()
+            with self._lock:
+                self._write()
+
+    def _beat(self) -> None:
+        with self._lock:
+            if not self._closed and time.perf_counter() - self._last >= self.interval * 0.99:
+                self._write()
 
     def set_postfix(self, ordered_dict=None, refresh=True, **kwargs) -> None:
         items = dict(ordered_dict or {}, **kwargs)
@@ -101,10 +115,15 @@ class LineProgress:
         self.desc = desc
 
     def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            if self._written != self.n:  # else the last line already says it
-                self._write()
+        self._stop.set()
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                if self._written != self.n:  # else the last line already says it
+                    self._write()
+
+    def __del__(self):
+        self._stop.set()
 
     def __iter__(self):
         try:
@@ -119,6 +138,17 @@ class LineProgress:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _heartbeat(ref, stop: threading.Event, interval: float) -> None:
+    """Write a line for the progress ``ref()`` every ``interval`` s until it is closed or
+    gone (a weak reference, so that a bar never closed, after an error, stops too)."""
+    while not stop.wait(interval):
+        bar = ref()
+        if bar is None:
+            return
+        bar._beat()
+        del bar
 
 
 def messages(enabled: bool = True, file=None):

@@ -531,6 +531,8 @@ def visualize_run(run_dir, *, max_points: int = UMAP_MAX_POINTS, thumbnails: int
                                                             g["overview"], g["top"])
     if model_pictures:
         _model_pictures(info, pics, seed, device, log)
+    else:  # keep the pictures an earlier run drew
+        pics.generated = _existing_model_pictures(run_dir / "generated")
     pics.report = write_report(info, pics, run_dir / "report.html")
     for note in pics.notes:
         log(f"note: {note}")
@@ -558,6 +560,13 @@ def _clustered_features(info: RunInfo) -> dict:
                 for k in ("features", "parent_probs", "child_probs")}
     except (OSError, ValueError) as e:
         raise FGDError(f"cannot read the embeddings of {info.run_dir}: {e}") from None
+
+
+def _existing_model_pictures(folder: Path) -> list:
+    """The FineGAN pictures already in ``folder``, in :func:`write_grids`'s order."""
+    names = ["grid.png", "grid_background.png", "grid_parent.png", "grid_child.png",
+             "grid_stages.png"]
+    return [folder / n for n in names if (folder / n).is_file()]
 
 
 def _model_pictures(info: RunInfo, pics: Pictures, seed: int, device, log) -> None:

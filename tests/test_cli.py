@@ -111,3 +111,19 @@ def test_cluster_argument_errors(tmp_path, synth_small):
                    "missing.csv")
     one_line_error(run("evaluate", tmp_path / "none.csv", "--labels",
                        synth_small.root / "labels.csv"), "none.csv")
+
+
+def test_interrupt_is_reported_even_with_quiet(tmp_path, monkeypatch):
+    import fgdiscover.pipeline
+
+    def interrupted(*args, **kwargs):
+        print("progress that --quiet hides")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fgdiscover.pipeline, "cluster_folder", interrupted)
+    (tmp_path / "d").mkdir()
+    for extra in ((), ("--quiet",)):
+        r = run("cluster", tmp_path / "d", "--k", 4, *extra)
+        assert r.exit_code == 130
+        assert r.output.count("interrupted; the last checkpoint is kept") == 1
+        assert ("progress that --quiet hides" in r.output) == (not extra)

@@ -1,6 +1,7 @@
 """UMAP map, galleries, model pictures and report.html of a cluster run; progress lines."""
 
 import io
+import time
 import json
 import re
 
@@ -139,6 +140,12 @@ def test_visualize_command(fake_run, tmp_path):
     r = run("visualize", fake_run, "--no-model-pictures", "--max-points", 20)
     assert r.exit_code == 0, r.output
     assert "report:" in r.output and "random sample of 20 of 48" in r.output
+    # pictures drawn earlier stay in the report when they are not redrawn
+    (fake_run / "generated").mkdir(exist_ok=True)
+    Image.new("RGB", (8, 8), (200, 10, 10)).save(fake_run / "generated" / "grid_stages.png")
+    r = run("visualize", fake_run, "--quiet", "--no-model-pictures")
+    assert r.exit_code == 0, r.output
+    assert "No model pictures" not in (fake_run / "report.html").read_text()
     (tmp_path / "empty").mkdir()
     for bad, fragment in ((tmp_path / "nope", "no such run directory"),
                           (tmp_path / "empty", "not a `fgdiscover cluster` run")):
@@ -175,3 +182,14 @@ def test_progress_writes_whole_lines_off_a_terminal():
         for _ in range(100):
             b.update()
     assert len(slow.getvalue().splitlines()) == 2  # start and end only
+
+
+def test_progress_keeps_writing_while_a_step_does_not_move():
+    buf = io.StringIO()
+    with progress_bar(total=2, desc="k-means", unit="level", file=buf, interval=0.05):
+        time.sleep(0.4)  # one long step (k-means, UMAP): lines go on without an update
+    after = len(buf.getvalue().splitlines())
+    assert after >= 4 and all(line.startswith("k-means: 0/2 level") for line in
+                              buf.getvalue().splitlines())
+    time.sleep(0.2)
+    assert len(buf.getvalue().splitlines()) == after  # nothing after close
