@@ -5,6 +5,7 @@ images -> :func:`load_images` (scan, decode cache) -> :func:`train_run` (FineGAN
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import functools
@@ -234,115 +235,133 @@ def cluster_folder(data, *, k: int, k_parent: int | None = None, model=None, pre
     if (out / "assignments.csv").exists() and not overwrite:
         raise FGDError(f"{out} already holds a clustering; pass --overwrite to replace it or "
                        "choose another --out")
+    created = not out.exists()
     ensure_writable(out)
+    with _drop_if_left_empty(out, created):
 
-    if model is None:
-        n_parent, n_child = code_counts(k, k_parent)
-        cfg = get_preset(preset_name).replace(n_parent=n_parent, n_child=n_child, seed=seed,
-                                              iters=iters, crop=crop)
-        if faithful:
-            cfg = cfg.faithful()
-        model_dir = out / "model"
-    else:
-        model_dir = Path(model).resolve()
-        if not (model_dir / CHECKPOINT).is_file():
-            raise FGDError(f"{model_dir} is not a trained run (no {CHECKPOINT})")
-        cfg = GANConfig.load(model_dir / "config.json")
-    clear_model = model is None and check_model_dir(model_dir, cfg, overwrite=overwrite)
-    # the images first: an error here leaves an earlier run's files (config.json included)
-    # as they were
-    ds = load_images(data, cfg.resolution, bboxes=bboxes, no_bboxes=no_bboxes, labels=labels,
-                     labels_from_dirs=labels_from_dirs, label_column=label_column,
-                     cache_dir=cache_dir, crop=cfg.crop, split=split, progress=progress)
-    if len(ds) < k:
-        raise FGDError(f"only {len(ds)} usable images for --k {k}")
-    all_boxed = bool(np.isfinite(ds.bboxes).all())
-    if parents == "silhouette" and not all_boxed:
-        raise FGDError(f"--parents silhouette needs a box for every image; "
-                       f"{int((~np.isfinite(ds.bboxes).all(1)).sum())} have none")
-    parents = "silhouette" if parents == "auto" and all_boxed else (
-        "features" if parents == "auto" else parents)
-    enc_cfg = dataclasses.replace(ENCODER_PRESETS[preset_name], seed=seed)
-    if world.is_main:
-        _start_run_files(out, ds, model_dir, clear_model, log, {
-            "data": str(Path(data).resolve()), "k": k, "k_parent": k_parent, "seed": seed,
-            "features": features, "parents": parents, "preset": preset_name, "split": split,
-            "model": str(model_dir),
-            "gan": cfg.to_json(), "encoder": dataclasses.asdict(enc_cfg),
-            "labels": str(Path(labels).resolve()) if labels else (
-                "from-dirs" if labels_from_dirs else None),
-            "label_column": label_column, "device": str(dev),
-            "precision": precision or "auto", "processes": world.world_size})
-    distributed.barrier()  # an --overwrite'n model is gone before anyone looks at it
-    log(f"{len(ds)} images from {ds.root} at {cfg.resolution} px "
-        f"({int((~ds.bbox_missing).sum())} with boxes), {len(ds.skipped)} skipped")
-
-    trained_gan = model is None and not _finished(model_dir, cfg)
-    if trained_gan:
-        log(f"training FineGAN ({preset_name} preset, {cfg.n_parent} parent / "
-            f"{cfg.n_child} child codes, {cfg.iters} iterations) into {model_dir}")
-        resume = (model_dir / CHECKPOINT).exists()
-        distributed.barrier()  # every process has looked before rank 0 removes anything
+        if model is None:
+            n_parent, n_child = code_counts(k, k_parent)
+            cfg = get_preset(preset_name).replace(n_parent=n_parent, n_child=n_child, seed=seed,
+                                                  iters=iters, crop=crop)
+            if faithful:
+                cfg = cfg.faithful()
+            model_dir = out / "model"
+        else:
+            model_dir = Path(model).resolve()
+            if not (model_dir / CHECKPOINT).is_file():
+                raise FGDError(f"{model_dir} is not a trained run (no {CHECKPOINT})")
+            cfg = GANConfig.load(model_dir / "config.json")
+        clear_model = model is None and check_model_dir(model_dir, cfg, overwrite=overwrite)
+        # the images first: an error here leaves an earlier run's files (config.json included)
+        # as they were
+        ds = load_images(data, cfg.resolution, bboxes=bboxes, no_bboxes=no_bboxes, labels=labels,
+                         labels_from_dirs=labels_from_dirs, label_column=label_column,
+                         cache_dir=cache_dir, crop=cfg.crop, split=split, progress=progress)
+        if len(ds) < k:
+            raise FGDError(f"only {len(ds)} usable images for --k {k}")
+        all_boxed = bool(np.isfinite(ds.bboxes).all())
+        if parents == "silhouette" and not all_boxed:
+            raise FGDError(f"--parents silhouette needs a box for every image; "
+                           f"{int((~np.isfinite(ds.bboxes).all(1)).sum())} have none")
+        parents = "silhouette" if parents == "auto" and all_boxed else (
+            "features" if parents == "auto" else parents)
+        enc_cfg = dataclasses.replace(ENCODER_PRESETS[preset_name], seed=seed)
         if world.is_main:
-            (model_dir / ENCODER).unlink(missing_ok=True)  # an encoder of the earlier weights
-        train_run(ds, model_dir, cfg, resume=resume, device=dev, progress=progress,
-                  precision=precision)
-    gan, cfg, _ = load_finegan(model_dir, dev)
-    enc_path = model_dir / ENCODER
-    trained_encoder = not enc_path.exists()
-    if trained_encoder:
-        log(f"training the inverse encoder into {enc_path}")
-        encoder = train_encoder(gan, enc_path, enc_cfg, real_images=ds.images,
-                                boxes=ds.bboxes, device=dev, progress=progress, log=log,
-                                precision=precision)
-    else:
-        encoder = load_encoder(enc_path, dev)
-    emb = embed_images(encoder, ds.images, ds.files, out / "embeddings", device=dev,
-                       progress=progress, precision=precision)
-    if not world.is_main:  # k-means, files and report: rank 0, over all the embeddings
-        return None
+            _start_run_files(out, ds, model_dir, clear_model, log, {
+                "data": str(Path(data).resolve()), "k": k, "k_parent": k_parent, "seed": seed,
+                "features": features, "parents": parents, "preset": preset_name, "split": split,
+                "model": str(model_dir),
+                "gan": cfg.to_json(), "encoder": dataclasses.asdict(enc_cfg),
+                "labels": str(Path(labels).resolve()) if labels else (
+                    "from-dirs" if labels_from_dirs else None),
+                "label_column": label_column, "device": str(dev),
+                "precision": precision or "auto", "processes": world.world_size})
+        distributed.barrier()  # an --overwrite'n model is gone before anyone looks at it
+        log(f"{len(ds)} images from {ds.root} at {cfg.resolution} px "
+            f"({int((~ds.bbox_missing).sum())} with boxes), {len(ds.skipped)} skipped")
 
-    child_x, parent_x = FEATURES[features](emb)
-    rows = None
-    if parents == "silhouette":
-        parent_x, rows = None, functools.partial(_silhouette_rows, ds.images, ds.bboxes, k)
-    res = hierarchical_kmeans(child_x, parent_x, k=k, k_parent=k_parent, seed=seed,
-                              n_init=5, normalize=True, progress=progress,
-                              child_descriptors=rows)
-    _write_assignments(out / "assignments.csv", ds.files, res)
-    reps = representatives(child_x, res.child, n=8)
-    sizes = np.bincount(res.child, minlength=k)
-    clusters = [{"cluster": int(c), "parent_cluster": int(res.child_to_parent[c]),
-                 "size": int(sizes[c]), "representatives": [ds.files[i] for i in reps.get(c, [])]}
-                for c in range(k)]
-    (out / "clusters.json").write_text(json.dumps(
-        {"k": k, "k_parent": k_parent,
-         "parent_sizes": np.bincount(res.parent, minlength=k_parent).tolist(),
-         "clusters": clusters}, indent=2) + "\n")
+        trained_gan = model is None and not _finished(model_dir, cfg)
+        if trained_gan:
+            log(f"training FineGAN ({preset_name} preset, {cfg.n_parent} parent / "
+                f"{cfg.n_child} child codes, {cfg.iters} iterations) into {model_dir}")
+            resume = (model_dir / CHECKPOINT).exists()
+            distributed.barrier()  # every process has looked before rank 0 removes anything
+            if world.is_main:
+                (model_dir / ENCODER).unlink(missing_ok=True)  # an encoder of the earlier weights
+            train_run(ds, model_dir, cfg, resume=resume, device=dev, progress=progress,
+                      precision=precision)
+        gan, cfg, _ = load_finegan(model_dir, dev)
+        enc_path = model_dir / ENCODER
+        trained_encoder = not enc_path.exists()
+        if trained_encoder:
+            log(f"training the inverse encoder into {enc_path}")
+            encoder = train_encoder(gan, enc_path, enc_cfg, real_images=ds.images,
+                                    boxes=ds.bboxes, device=dev, progress=progress, log=log,
+                                    precision=precision)
+        else:
+            encoder = load_encoder(enc_path, dev)
+        emb = embed_images(encoder, ds.images, ds.files, out / "embeddings", device=dev,
+                           progress=progress, precision=precision)
+        if not world.is_main:  # k-means, files and report: rank 0, over all the embeddings
+            return None
 
-    metrics = None
-    if ds.labels is not None:
-        from .evaluate import evaluate_assignments
+        child_x, parent_x = FEATURES[features](emb)
+        rows = None
+        if parents == "silhouette":
+            parent_x, rows = None, functools.partial(_silhouette_rows, ds.images, ds.bboxes, k)
+        res = hierarchical_kmeans(child_x, parent_x, k=k, k_parent=k_parent, seed=seed,
+                                  n_init=5, normalize=True, progress=progress,
+                                  max_points_per_centroid=KMEANS_POINTS_PER_CENTROID,
+                                  child_descriptors=rows)
+        _write_assignments(out / "assignments.csv", ds.files, res)
+        reps = representatives(child_x, res.child, n=8)
+        sizes = np.bincount(res.child, minlength=k)
+        clusters = [{"cluster": int(c), "parent_cluster": int(res.child_to_parent[c]),
+                     "size": int(sizes[c]), "representatives": [ds.files[i] for i in reps.get(c, [])]}
+                    for c in range(k)]
+        (out / "clusters.json").write_text(json.dumps(
+            {"k": k, "k_parent": k_parent,
+             "parent_sizes": np.bincount(res.parent, minlength=k_parent).tolist(),
+             "clusters": clusters}, indent=2) + "\n")
 
-        labels_csv = labels
-        if labels_csv is None:  # labels from sub-folders or a known data set's annotations
-            labels_csv = out / "labels.csv"
-            _write_csv(labels_csv, ["file", "label"], zip(ds.files, ds.labels))
-        metrics = evaluate_assignments(out / "assignments.csv", labels_csv,
-                                       label_column=label_column, overcluster=overcluster)
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    else:
-        (out / "metrics.json").unlink(missing_ok=True)  # an overwritten run's scores
-    (out / "summary.json").write_text(json.dumps({
-        "n_images": len(ds), "n_skipped": len(ds.skipped), "k": k, "k_parent": k_parent,
-        "wall_s": round(time.perf_counter() - started, 1), "trained_gan": trained_gan,
-        "trained_encoder": trained_encoder}, indent=2) + "\n")
-    if report:  # umap.png/csv, galleries/, generated/, report.html (fgdiscover.visualize)
-        from .visualize import visualize_run
+        metrics = None
+        if ds.labels is not None:
+            from .evaluate import evaluate_assignments
 
-        visualize_run(out, device=dev, progress=progress, log=log)
-    return ClusterResult(out, model_dir, len(ds), len(ds.skipped), k, k_parent, metrics,
-                         trained_gan, trained_encoder)
+            labels_csv = labels
+            if labels_csv is None:  # labels from sub-folders or a known data set's annotations
+                labels_csv = out / "labels.csv"
+                _write_csv(labels_csv, ["file", "label"], zip(ds.files, ds.labels))
+            metrics = evaluate_assignments(out / "assignments.csv", labels_csv,
+                                           label_column=label_column, overcluster=overcluster)
+            (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        else:
+            (out / "metrics.json").unlink(missing_ok=True)  # an overwritten run's scores
+        (out / "summary.json").write_text(json.dumps({
+            "n_images": len(ds), "n_skipped": len(ds.skipped), "k": k, "k_parent": k_parent,
+            "wall_s": round(time.perf_counter() - started, 1), "trained_gan": trained_gan,
+            "trained_encoder": trained_encoder}, indent=2) + "\n")
+        if report:  # umap.png/csv, galleries/, generated/, report.html (fgdiscover.visualize)
+            from .visualize import visualize_run
+
+            visualize_run(out, device=dev, progress=progress, log=log)
+        return ClusterResult(out, model_dir, len(ds), len(ds.skipped), k, k_parent, metrics,
+                             trained_gan, trained_encoder)
+
+
+@contextlib.contextmanager
+def _drop_if_left_empty(folder: Path, created: bool):
+    """On an error, remove ``folder`` again if this run made it and nothing was written in
+    it (a failed command leaves no empty run directory behind; files are never removed)."""
+    try:
+        yield
+    except BaseException:
+        if created:
+            try:
+                folder.rmdir()  # only succeeds on an empty folder
+            except OSError:
+                pass
+        raise
 
 
 def default_preset(device) -> str:
@@ -432,6 +451,12 @@ def _write_assignments(path: Path, files, res) -> None:
 # images. Measured on the synthetic set (benchmarks/README.md): the embedding with
 # centroid parents scored best, so it is the default.
 PARENTS = ("auto", "silhouette", "features")
+
+#: k-means in ``cluster`` trains on at most this many images per cluster (a seeded random
+#: subsample, as faiss does by default with 256), then assigns every image: exact on any
+#: folder below k * 1,024 images (200,000 for k = 200), bounded time and memory above
+#: (1,000,000 x 256 with k = 1,000 at 256: benchmarks/results/perf.md).
+KMEANS_POINTS_PER_CENTROID = 1024
 
 
 def _silhouette_rows(images, boxes, k: int, child: np.ndarray) -> np.ndarray:

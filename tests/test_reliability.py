@@ -83,6 +83,7 @@ def test_argument_errors_are_one_line(tmp_path, synth_small):
     one_line_error(run("cluster", data, "--k", 4, "--k-parent", 0), "--k-parent")
     one_line_error(run("cluster", data, "--k", 60, "--preset", "tiny", "--out", tmp_path / "x"),
                    "only 48 usable images for --k 60")
+    assert not (tmp_path / "x").exists()  # a failed run leaves no empty run directory
     # tied codes: every parent needs the same number of children
     one_line_error(run("train", data, "--out", tmp_path / "t", "--preset", "tiny",
                        "--n-parent", 3, "--n-child", 10), "multiple of --n-parent")
@@ -99,6 +100,7 @@ def test_argument_errors_are_one_line(tmp_path, synth_small):
     (tmp_path / "half.csv").write_text("\n".join(rows[:25]) + "\n")
     one_line_error(run("cluster", data, "--k", 4, "--preset", "tiny", "--out", tmp_path / "h",
                        "--labels", tmp_path / "half.csv"), "24 of 48 images have no label")
+    assert not (tmp_path / "h").exists() and not (tmp_path / "l").exists()
 
 
 def test_unwritable_output_is_refused_before_any_work(tmp_path, synth_small):
