@@ -4,7 +4,8 @@ The page is opened from disk (file://, no server, network disabled); every pictu
 decode, and clicking a parent cluster must reveal its child clusters. Screenshots are kept
 as artifacts in $FGDISCOVER_ARTIFACTS (default tests/artifacts/, git-ignored):
 report.png (top of the page) and report_parent.png (after clicking parent 1).
-.ci/run installs chromium and chromium-driver, so in CI this test runs.
+.ci/run installs chromium and chromium-driver and sets FGDISCOVER_REQUIRE_BROWSER=1, so in
+CI a missing browser is a failure, not a skip.
 """
 
 import json
@@ -18,10 +19,16 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 ARTIFACTS = Path(os.environ.get("FGDISCOVER_ARTIFACTS", Path(__file__).parent / "artifacts"))
 
-pytestmark = pytest.mark.skipif(
-    not (CHROMIUM and CHROMEDRIVER),
-    reason="no chromium / chromedriver binary (apt-get install chromium chromium-driver; "
-           ".ci/run does)")
+MISSING = "no chromium / chromedriver binary (apt-get install chromium chromium-driver; .ci/run does)"
+REQUIRED = os.environ.get("FGDISCOVER_REQUIRE_BROWSER", "") not in ("", "0")
+
+
+@pytest.fixture(autouse=True)
+def _need_browser():
+    if not (CHROMIUM and CHROMEDRIVER):
+        if REQUIRED:
+            pytest.fail(MISSING + " and FGDISCOVER_REQUIRE_BROWSER is set")
+        pytest.skip(MISSING)
 
 
 @pytest.fixture
@@ -57,20 +64,24 @@ def test_report_opens_renders_and_navigates(browser, tiny_cluster_run):
     browser.get(report.as_uri())
     WebDriverWait(browser, 30).until(
         lambda d: d.execute_script("return document.readyState") == "complete")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / "report.png"))  # before any check: kept on failure
+    print(f"screenshots: {ARTIFACTS}")
     assert "fgdiscover report" in browser.title
     n_images = browser.execute_script("return document.images.length")
     assert n_images == 12  # map, 2 parent strips, 4 child galleries, 5 model pictures
     assert broken_images(browser) == []
     assert browser.find_element(By.CSS_SELECTOR, ".map img").size["width"] > 300
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    browser.save_screenshot(str(ARTIFACTS / "report.png"))
 
     clusters = json.loads((tiny_cluster_run / "clusters.json").read_text())["clusters"]
     children = sorted(c["cluster"] for c in clusters if c["parent_cluster"] == 1)
     section = browser.find_element(By.ID, "parent-1")
     assert not section.is_displayed()  # children are hidden until their parent is chosen
     browser.find_element(By.ID, "card-1").click()
-    WebDriverWait(browser, 10).until(lambda d: section.is_displayed())
+    try:
+        WebDriverWait(browser, 10).until(lambda d: section.is_displayed())
+    finally:
+        browser.save_screenshot(str(ARTIFACTS / "report_parent.png"))
     assert browser.current_url.endswith("#parent-1")
     assert not browser.find_element(By.ID, "parent-0").is_displayed()
     shown = [f for f in section.find_elements(By.CSS_SELECTOR, "figure.child") if f.is_displayed()]
@@ -79,7 +90,6 @@ def test_report_opens_renders_and_navigates(browser, tiny_cluster_run):
         img = figure.find_element(By.TAG_NAME, "img")
         assert browser.execute_script("return arguments[0].naturalWidth", img) > 0
         assert img.size["width"] > 50
-    browser.save_screenshot(str(ARTIFACTS / "report_parent.png"))
 
     # a child's own address keeps its parent open; "all parents" goes back
     browser.get(f"{report.as_uri()}#child-{children[0]}")
