@@ -5,7 +5,9 @@ so ``fgdiscover benchmark`` finds it; ``benchmarks/published.py`` prints it).
 ``published.csv`` columns: ``method, dataset, nmi, accuracy`` (as printed by the source:
 ``0.36`` is not ``0.360``), ``source`` (the paper whose table the numbers are copied from,
 not necessarily the method's), ``k`` (clusters used), ``overclustered`` (``yes`` when k is
-larger than the number of classes and several clusters are matched to a class) and ``note``
+larger than the number of classes and several clusters are matched to a class), ``split``
+(the images clustered: ``all``, ``train`` or ``test``; empty where the source's table does
+not say, which is the case for every row so far: the report then says so) and ``note``
 (what else makes the number not directly comparable). Sources: /work/shared/FINEGAN.md.
 """
 
@@ -44,6 +46,8 @@ class Published:
         Clusters used (None: unknown).
     overclustered : bool
         More clusters than classes, several matched to a class.
+    split : str
+        Images clustered (``all`` / ``train`` / ``test``), ``""`` when the source does not say.
     """
 
     method: str
@@ -55,15 +59,17 @@ class Published:
     decimals: tuple[int, int] = (3, 3)
     k: int | None = None
     overclustered: bool = False
+    split: str = ""
 
     def cell(self) -> str:
         """``NMI / accuracy`` with as many decimals as the source printed."""
         return f"{self.nmi:.{self.decimals[0]}f} / {self.accuracy:.{self.decimals[1]}f}"
 
     def protocol(self) -> str:
-        """``k = 200`` or ``k = 400, over-clustered``."""
+        """``k = 200, split not stated`` or ``k = 400, over-clustered, test split``."""
         k = f"k = {self.k}" if self.k else "k = ?"
-        return k + (", over-clustered" if self.overclustered else "")
+        split = f"{self.split} split" if self.split else "split not stated"
+        return k + (", over-clustered" if self.overclustered else "") + ", " + split
 
 
 def _decimals(text: str) -> int:
@@ -79,7 +85,8 @@ def load_published(path=PUBLISHED_CSV) -> tuple[Published, ...]:
         A missing column or a malformed line (the file and line are named).
     """
     path = Path(path)
-    needed = ("method", "dataset", "nmi", "accuracy", "source", "k", "overclustered", "note")
+    needed = ("method", "dataset", "nmi", "accuracy", "source", "k", "overclustered", "split",
+              "note")
     with open(path, newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
         missing = [c for c in needed if c not in (reader.fieldnames or [])]
@@ -92,7 +99,8 @@ def load_published(path=PUBLISHED_CSV) -> tuple[Published, ...]:
                     r["method"], r["dataset"], float(r["nmi"]), float(r["accuracy"]),
                     r["source"], r["note"] or "", (_decimals(r["nmi"]), _decimals(r["accuracy"])),
                     int(r["k"]) if r["k"] else None,
-                    {"yes": True, "no": False}[r["overclustered"]]))
+                    {"yes": True, "no": False}[r["overclustered"]],
+                    {"": "", "all": "all", "train": "train", "test": "test"}[r["split"]]))
             except (KeyError, TypeError, ValueError):
                 raise FGDError(f"{path}: line {line} is malformed: {r}") from None
     return tuple(rows)

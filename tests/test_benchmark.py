@@ -88,7 +88,7 @@ def test_report_renders_from_a_results_file_with_the_published_rows(tmp_path):
     assert "| pixels | 0.100 | 0.030 | 0.010 | 200 | test | 5794 | 64 px | 30 s |" in report
     assert "| **fgdiscover** (N_p = 20) | 0.300 | 0.080 |" in report and "120.0 min" in report
     assert "failed: RuntimeError: out of memory" in report
-    assert "| FineGAN | 0.403 | 0.126 | FineGAN paper (CVPR 2019) | k = 200 |" in report
+    assert "| FineGAN | 0.403 | 0.126 | FineGAN paper (CVPR 2019) | k = 200, split not stated |" in report
     c3 = next(line for line in report.splitlines() if line.startswith("| C3-GAN"))
     assert "k = 400, over-clustered" in c3 and "C3-GAN paper (ICLR 2022)" in c3
     assert "1.5x the object box" in report
@@ -156,8 +156,8 @@ def test_published_numbers_live_in_one_file_with_sources(tmp_path):
     here = Path(__file__).resolve().parent.parent / "benchmarks" / "published.csv"
     assert here.resolve() == (Path(published.__file__).parent / "published.csv").resolve()
     bad = tmp_path / "p.csv"
-    bad.write_text("method,dataset,nmi,accuracy,source,k,overclustered,note\n"
-                   "JULE,CUB,0.204,0.045,x,200,no,\nJULE,Dogs,oops,0.043,x,120,no,\n")
+    bad.write_text("method,dataset,nmi,accuracy,source,k,overclustered,split,note\n"
+                   "JULE,CUB,0.204,0.045,x,200,no,,\nJULE,Dogs,oops,0.043,x,120,no,,\n")
     with pytest.raises(FGDError, match="line 3 is malformed"):
         published.load_published(bad)
 
