@@ -122,9 +122,6 @@ class LineProgress:
                 if self._written != self.n:  # else the last line already says it
                     self._write()
 
-    def __del__(self):
-        self._stop.set()
-
     def __iter__(self):
         try:
             for item in self.iterable:
