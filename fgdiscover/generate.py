@@ -67,6 +67,18 @@ def _grid_codes(z, b, p, c) -> Codes:
     return Codes(z.reshape(-1, z.shape[-1]), flat(b), flat(p), flat(c))
 
 
+#: What :func:`write_grids` writes beside ``grid.png``, in order: the hierarchy, the three
+#: one-factor grids, the stages.
+GRID_SUFFIXES = ("", "_background", "_parent", "_child", "_stages")
+
+
+def grid_paths(out) -> list[Path]:
+    """The files :func:`write_grids` writes for the main PNG ``out``, in its order."""
+    out = Path(out)
+    stem = out.with_suffix("")
+    return [out] + [Path(f"{stem}{suffix}.png") for suffix in GRID_SUFFIXES[1:]]
+
+
 def write_grids(run_dir, out, *, seed: int = 0, max_parents: int = 8, max_children: int = 10,
                 n_rows: int = 6, scale: int | None = None, device=None) -> list[Path]:
     """Write the code-factor grids of a trained run; returns the paths written.
@@ -90,7 +102,7 @@ def write_grids(run_dir, out, *, seed: int = 0, max_parents: int = 8, max_childr
     scale = scale or max(1, 64 // cfg.resolution)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    stem = out.with_suffix("")
+    paths = dict(zip(GRID_SUFFIXES, grid_paths(out)))
     written = []
 
     def randz(rows, cols):
@@ -107,8 +119,8 @@ def write_grids(run_dir, out, *, seed: int = 0, max_parents: int = 8, max_childr
     cells = _render(g, _grid_codes(z, b, p, c).to(device), rows, cols)
     tile_images(cells, [f"p{i}" for i in range(rows)], [f"c+{j}" for j in range(cols)],
                 "rows: parent (shape), columns: its children (appearance); z, b fixed",
-                scale).save(out)
-    written.append(out)
+                scale).save(paths[""])
+    written.append(paths[""])
 
     # one factor at a time
     n_show = min(10, max(cfg.n_parent, per, 2))
@@ -129,7 +141,7 @@ def write_grids(run_dir, out, *, seed: int = 0, max_parents: int = 8, max_childr
         codes = {k: np.broadcast_to(varied.get(k, v), (rows, cols)) for k, v in base.items()}
         cells = _render(g, _grid_codes(randz(rows, cols), codes["b"], codes["p"],
                                        codes["c"]).to(device), rows, cols)
-        path = Path(f"{stem}_{factor}.png")
+        path = paths[f"_{factor}"]
         tile_images(cells, None, None, f"{factor} code changes along each row; the rest fixed",
                     scale).save(path)
         written.append(path)
@@ -142,7 +154,7 @@ def write_grids(run_dir, out, *, seed: int = 0, max_parents: int = 8, max_childr
         o = g(codes.z, codes.b, codes.p, codes.c)
     keys = ["background", "parent_fg", "parent_mask", "parent", "child_fg", "child_mask", "child"]
     cells = np.stack([tensor_to_uint8(o[k]) for k in keys], axis=1)
-    path = Path(f"{stem}_stages.png")
+    path = paths["_stages"]
     tile_images(cells, None, ["B", "Pf", "Pm", "P", "Cf", "Cm", "C"], None, scale).save(path)
     written.append(path)
     return written

@@ -564,9 +564,9 @@ def _clustered_features(info: RunInfo) -> dict:
 
 def _existing_model_pictures(folder: Path) -> list:
     """The FineGAN pictures already in ``folder``, in :func:`write_grids`'s order."""
-    names = ["grid.png", "grid_background.png", "grid_parent.png", "grid_child.png",
-             "grid_stages.png"]
-    return [folder / n for n in names if (folder / n).is_file()]
+    from .generate import grid_paths
+
+    return [p for p in grid_paths(folder / "grid.png") if p.is_file()]
 
 
 def _model_pictures(info: RunInfo, pics: Pictures, seed: int, device, log) -> None:
