@@ -8,7 +8,6 @@ checkpoint) end in a one-line ``Error: ...`` and exit status 2, never a tracebac
 from __future__ import annotations
 
 import functools
-import sys
 from pathlib import Path
 
 import click
@@ -22,8 +21,19 @@ class UserError(click.ClickException):
     exit_code = 2
 
 
-INTERRUPTED = ("interrupted; the last checkpoint is kept (to continue: `train` with --resume, "
-               "`cluster` with the same command and --out)")
+class Interrupted(click.ClickException):
+    """Ctrl-C: exit 130 with one line on what was kept. Like every error, click prints it
+    after the command returns, outside the streams ``--quiet`` silences (rank 0 only)."""
+
+    exit_code = 130
+
+    def __init__(self):
+        super().__init__("interrupted; the last checkpoint is kept (to continue: `train` with "
+                         "--resume, `cluster` with the same command and --out)")
+
+    def show(self, file=None) -> None:
+        if _is_main_process():
+            click.echo("\n" + self.message, file=file, err=file is None)
 
 
 def user_errors(fn):
@@ -39,8 +49,7 @@ def user_errors(fn):
             where = f": {e.filename}" if getattr(e, "filename", None) else ""
             raise UserError(f"{e.strerror or e}{where}") from None
         except KeyboardInterrupt:
-            click.echo("\n" + INTERRUPTED, err=True)
-            sys.exit(130)
+            raise Interrupted() from None
 
     return wrapper
 
@@ -58,14 +67,9 @@ def quiet_option(fn):
         import contextlib
         import os
 
-        try:
-            with open(os.devnull, "w") as null, contextlib.redirect_stdout(null), \
-                    contextlib.redirect_stderr(null):
-                return fn(*args, **kwargs)
-        except SystemExit as e:  # Ctrl-C: what was kept is worth saying even with --quiet
-            if e.code == 130 and _is_main_process():
-                click.echo(INTERRUPTED, err=True)
-            raise
+        with open(os.devnull, "w") as null, contextlib.redirect_stdout(null), \
+                contextlib.redirect_stderr(null):
+            return fn(*args, **kwargs)
 
     return wrapper
 
