@@ -47,7 +47,6 @@ from fgdiscover.cluster import FaissKMeans, assign_children_to_parents  # noqa: 
 from fgdiscover.embed import Embeddings  # noqa: E402
 from fgdiscover.metrics import score  # noqa: E402
 from fgdiscover.pipeline import _silhouette_rows, load_images  # noqa: E402
-from fgdiscover.silhouette import cluster_silhouettes  # noqa: E402
 
 
 def _mass(child: np.ndarray, values: np.ndarray, k: int) -> np.ndarray:
@@ -65,13 +64,18 @@ def tied_mass(child, child_probs, k, k_parent):
     return _mass(child, per_parent, k)
 
 
+def _counts(lab, sizes, k_parent):
+    """(k, k_parent): each child cluster's size in the column of its parent ``lab``."""
+    counts = np.zeros((len(lab), k_parent))
+    counts[np.arange(len(lab)), lab] = sizes
+    return counts
+
+
 def kmeans_rows(rows, sizes, k_parent, seed):
     """Weighted k-means of one row per child cluster -> (k, k_parent) one-hot counts."""
     lab = FaissKMeans(k_parent, seed=seed, n_init=5).fit_predict(
         np.asarray(rows, np.float32), sample_weight=np.maximum(sizes, 1e-6))
-    counts = np.zeros((len(rows), k_parent))
-    counts[np.arange(len(rows)), lab] = sizes
-    return counts
+    return _counts(lab, sizes, k_parent)
 
 
 def ward_rows(rows, sizes, k_parent):
@@ -80,9 +84,7 @@ def ward_rows(rows, sizes, k_parent):
 
     lab = AgglomerativeClustering(n_clusters=k_parent, linkage="ward").fit_predict(
         np.asarray(rows, np.float64))
-    counts = np.zeros((len(rows), k_parent))
-    counts[np.arange(len(rows)), lab] = sizes
-    return counts
+    return _counts(lab, sizes, k_parent)
 
 
 def _unit_rows(x):
@@ -128,24 +130,15 @@ def _core_silhouettes(ds, rows, child, assign, k):
     med = np.array([np.median(conf[child == c]) if (child == c).any() else 0.0
                     for c in range(k)])
     keep = conf >= med[child]
-    maps, counts = cluster_silhouettes(ds.images[rows[keep]], ds.bboxes[rows[keep]],
-                                       child[keep], k)
-    ok = np.isfinite(maps).all(axis=1)
-    maps[~ok] = np.average(maps[ok], axis=0, weights=counts[ok])
-    return maps
+    return _silhouette_rows(ds.images[rows[keep]], ds.bboxes[rows[keep]], k, child[keep])
 
 
 def _blur_silhouettes(ds, rows, child, k):
     """Silhouettes with other blurs (default R / 32)."""
     res = ds.images.shape[1]
-    out = {}
-    for f in (0.5, 2.0):
-        maps, counts = cluster_silhouettes(ds.images[rows], ds.bboxes[rows], child, k,
-                                           blur=res / 32 * f)
-        ok = np.isfinite(maps).all(axis=1)
-        maps[~ok] = np.average(maps[ok], axis=0, weights=counts[ok])
-        out[f"blur x{f}"] = maps
-    return out
+    return {f"blur x{f}": _silhouette_rows(ds.images[rows], ds.bboxes[rows], k, child,
+                                          blur=res / 32 * f)
+            for f in (0.5, 2.0)}
 
 
 def run_one(run: Path, cache_dir, seed_override=None) -> dict:

@@ -459,11 +459,11 @@ PARENTS = ("auto", "silhouette", "features")
 KMEANS_POINTS_PER_CENTROID = 1024
 
 
-def _silhouette_rows(images, boxes, k: int, child: np.ndarray) -> np.ndarray:
+def _silhouette_rows(images, boxes, k: int, child: np.ndarray, blur=None) -> np.ndarray:
     """One silhouette per child cluster (clusters with too few members get the mean one)."""
     from .silhouette import cluster_silhouettes
 
-    maps, counts = cluster_silhouettes(images, boxes, child, k)
+    maps, counts = cluster_silhouettes(images, boxes, child, k, blur=blur)
     ok = np.isfinite(maps).all(axis=1)
     maps[~ok] = np.average(maps[ok], axis=0, weights=counts[ok])
     return maps
