@@ -238,7 +238,6 @@ def cluster_folder(data, *, k: int, k_parent: int | None = None, model=None, pre
     created = not out.exists()
     ensure_writable(out)
     with _drop_if_left_empty(out, created):
-
         if model is None:
             n_parent, n_child = code_counts(k, k_parent)
             cfg = get_preset(preset_name).replace(n_parent=n_parent, n_child=n_child, seed=seed,
@@ -317,7 +316,8 @@ def cluster_folder(data, *, k: int, k_parent: int | None = None, model=None, pre
         reps = representatives(child_x, res.child, n=8)
         sizes = np.bincount(res.child, minlength=k)
         clusters = [{"cluster": int(c), "parent_cluster": int(res.child_to_parent[c]),
-                     "size": int(sizes[c]), "representatives": [ds.files[i] for i in reps.get(c, [])]}
+                     "size": int(sizes[c]),
+                     "representatives": [ds.files[i] for i in reps.get(c, [])]}
                     for c in range(k)]
         (out / "clusters.json").write_text(json.dumps(
             {"k": k, "k_parent": k_parent,
