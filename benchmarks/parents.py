@@ -7,20 +7,29 @@ scored on the same child clustering and the differences are the grouping's alone
 * ``oracle``: each child cluster goes to the true parent most of its members have, the
   best any grouping of these child clusters can score (an upper bound, uses the labels);
 * ``run``: the parents the run itself wrote;
-* ``silhouette``: k-means of the clusters' box-aligned silhouettes
-  (:func:`fgdiscover.silhouette.cluster_silhouettes`), the default when every image has a
-  box, recomputed here;
+* ``silhouette``: what ``cluster`` does when every image has a box, recomputed here:
+  k-means (``DESCRIPTOR_RESTARTS`` x 5 restarts) of the clusters' box-aligned silhouettes
+  (:func:`fgdiscover.silhouette.cluster_silhouettes`; median absolute deviation of a
+  sample of 256 members per cluster, each silhouette centred and scaled to unit length);
+  clusters whose members agree on no outline (:func:`fgdiscover.silhouette.shapeless`)
+  do not move the parent centres, they join the nearest;
+* ``silhouette ward``: Ward-linkage agglomeration of the same rows instead of k-means;
+* ``shapeless kept`` / ``mad, 5 restarts`` / ``mad, not unit`` / ``std, unit``: the
+  default with one of its four parts taken back (shapeless clusters shape the centres;
+  5 restarts; raw maps; standard deviation over all members);
+* ``std, not unit, 5 restarts, shapeless kept (before)``: the grouping before these four
+  (session 2);
 * ``tied``: FineGAN's own hierarchy, read off the encoder: the cluster's mean child-code
   probabilities summed over the child codes of each parent code (child code c belongs to
   parent code c // (N_c / N_p)), each cluster to the parent code holding most of that mass;
 * ``parent-probs``: the same with the encoder's parent-code probabilities;
-* ``centres``: k-means of the child centres (the default without boxes);
-* ``silhouette-core``: silhouettes from each cluster's more confident half only;
-* ``... ward``: Ward-linkage agglomeration of the same rows instead of k-means;
-* ``silhouette blur xF``: silhouettes with F times the default blur;
-* ``silhouette+tied w=W``: silhouettes beside the ``tied`` mass (weight W), one k-means.
+* ``centres``: k-means of the child centres (the default without boxes).
 
-All in :func:`variants`; the results on runs 7 and 8 are in benchmarks/README.md.
+Earlier variants (confident-half silhouettes, other blurs, silhouettes beside the tied
+mass) lost to the plain silhouettes on runs 7-8 and were dropped; their numbers are in
+results/parents.jsonl and benchmarks/README.md.
+
+All in :func:`variants`; the results are in benchmarks/README.md.
 
     python benchmarks/parents.py RUN [RUN ...] --results benchmarks/results/parents.jsonl
 
@@ -43,7 +52,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
-from fgdiscover.cluster import FaissKMeans, assign_children_to_parents  # noqa: E402
+from fgdiscover.cluster import DESCRIPTOR_RESTARTS, FaissKMeans, assign_children_to_parents  # noqa: E402
 from fgdiscover.embed import Embeddings  # noqa: E402
 from fgdiscover.metrics import score  # noqa: E402
 from fgdiscover.pipeline import _silhouette_rows, load_images  # noqa: E402
@@ -71,10 +80,13 @@ def _counts(lab, sizes, k_parent):
     return counts
 
 
-def kmeans_rows(rows, sizes, k_parent, seed):
-    """Weighted k-means of one row per child cluster -> (k, k_parent) one-hot counts."""
-    lab = FaissKMeans(k_parent, seed=seed, n_init=5).fit_predict(
-        np.asarray(rows, np.float32), sample_weight=np.maximum(sizes, 1e-6))
+def kmeans_rows(rows, sizes, k_parent, seed, n_init=5, left_out=None):
+    """Weighted k-means of one row per child cluster -> (k, k_parent) one-hot counts; rows
+    in ``left_out`` do not move the centres, they join the nearest."""
+    fit = np.ones(len(rows), bool) if left_out is None else ~np.asarray(left_out)
+    rows = np.asarray(rows, np.float32)
+    lab = FaissKMeans(k_parent, seed=seed, n_init=n_init).fit(
+        rows[fit], sample_weight=np.maximum(sizes[fit], 1e-6)).predict(rows)
     return _counts(lab, sizes, k_parent)
 
 
@@ -87,58 +99,39 @@ def ward_rows(rows, sizes, k_parent):
     return _counts(lab, sizes, k_parent)
 
 
-def _unit_rows(x):
-    x = np.asarray(x, np.float64)
-    x = x - x.mean(0)
-    return x / max(np.sqrt((x ** 2).sum(1)).mean(), 1e-12)
-
-
 def variants(ctx) -> dict:
     """Every grouping variant: name -> (k, k_parent) affinity of child to parent."""
     k, kp, child, sizes, seed = ctx["k"], ctx["k_parent"], ctx["child"], ctx["sizes"], ctx["seed"]
     sil = ctx["silhouettes"]
     tied = tied_mass(child, ctx["emb"].child_probs, k, kp)
-    pprob = _mass(child, np.asarray(ctx["emb"].parent_probs), k)
-    tied_dist = tied / np.maximum(tied.sum(1, keepdims=True), 1e-12)
+    restarts = DESCRIPTOR_RESTARTS * 5
+    (mad, shapeless), (std, std_shapeless), (raw, _), (raw_std, _) = (
+        sil[name] for name in ("mad unit", "std unit", "mad", "std"))
     out = {
         "oracle": _mass(child, np.eye(ctx["n_true_parents"])[ctx["true_parent"]], k),
-        "silhouette": kmeans_rows(sil, sizes, kp, seed),
+        "silhouette": kmeans_rows(mad, sizes, kp, seed, restarts, shapeless),
+        "silhouette ward": ward_rows(mad, sizes, kp),
+        "shapeless kept": kmeans_rows(mad, sizes, kp, seed, restarts),
+        "mad, 5 restarts": kmeans_rows(mad, sizes, kp, seed, 5, shapeless),
+        "mad, not unit": kmeans_rows(raw, sizes, kp, seed, restarts, shapeless),
+        "std, unit": kmeans_rows(std, sizes, kp, seed, restarts, std_shapeless),
+        "std, not unit, 5 restarts, shapeless kept (before)": kmeans_rows(raw_std, sizes, kp,
+                                                                          seed, 5),
         "tied": tied,
-        "parent-probs": pprob,
-        "tied-kmeans": kmeans_rows(tied_dist, sizes, kp, seed),
+        "parent-probs": _mass(child, np.asarray(ctx["emb"].parent_probs), k),
     }
-    core = ctx["silhouettes_core"]
-    out["silhouette-core"] = kmeans_rows(core, sizes, kp, seed)
-    out["silhouette ward"] = ward_rows(sil, sizes, kp)
-    out["silhouette-core ward"] = ward_rows(core, sizes, kp)
-    for name, rows in ctx["silhouettes_blur"].items():
-        out[f"silhouette {name}"] = kmeans_rows(rows, sizes, kp, seed)
-        out[f"silhouette {name} ward"] = ward_rows(rows, sizes, kp)
     centres = np.stack([np.asarray(ctx["features"])[child == c].mean(0) if sizes[c] else
                         np.zeros(ctx["features"].shape[1]) for c in range(k)])
     centres /= np.maximum(np.linalg.norm(centres, axis=1, keepdims=True), 1e-12)
-    out["centres"] = kmeans_rows(centres, sizes, kp, seed)
-    for w in (0.5, 1.0, 2.0):
-        out[f"silhouette+tied w={w}"] = kmeans_rows(
-            np.hstack([_unit_rows(sil), w * _unit_rows(tied_dist)]), sizes, kp, seed)
+    out["centres"] = kmeans_rows(centres, sizes, kp, seed, restarts)
     return out
 
 
-def _core_silhouettes(ds, rows, child, assign, k):
-    """Silhouettes from each cluster's more confident half (confidence >= its median)."""
-    conf = assign["confidence"].to_numpy()
-    med = np.array([np.median(conf[child == c]) if (child == c).any() else 0.0
-                    for c in range(k)])
-    keep = conf >= med[child]
-    return _silhouette_rows(ds.images[rows[keep]], ds.bboxes[rows[keep]], k, child[keep])
-
-
-def _blur_silhouettes(ds, rows, child, k):
-    """Silhouettes with other blurs (default R / 32)."""
-    res = ds.images.shape[1]
-    return {f"blur x{f}": _silhouette_rows(ds.images[rows], ds.bboxes[rows], k, child,
-                                          blur=res / 32 * f)
-            for f in (0.5, 2.0)}
+def _silhouettes(ds, rows, child, k, seed):
+    """The silhouettes of the child clusters: MAD or standard deviation, unit or raw."""
+    return {f"{spread}{' unit' if unit else ''}": _silhouette_rows(
+        ds.images[rows], ds.bboxes[rows], k, child, spread=spread, seed=seed, unit=unit)
+        for spread in ("mad", "std") for unit in (True, False)}
 
 
 def run_one(run: Path, cache_dir, seed_override=None) -> dict:
@@ -162,9 +155,7 @@ def run_one(run: Path, cache_dir, seed_override=None) -> dict:
     true_parent = pd.factorize(lab["parent"])[0]
     ctx = {"k": k, "k_parent": kp, "child": child, "seed": seed,
            "sizes": np.bincount(child, minlength=k).astype(np.float64),
-           "silhouettes": _silhouette_rows(ds.images[rows], ds.bboxes[rows], k, child),
-           "silhouettes_core": _core_silhouettes(ds, rows, child, assign, k),
-           "silhouettes_blur": _blur_silhouettes(ds, rows, child, k),
+           "silhouettes": _silhouettes(ds, rows, child, k, seed),
            "emb": emb, "features": emb.features, "true_parent": true_parent,
            "n_true_parents": int(true_parent.max()) + 1}
     scores = {"run": score(true_parent, assign["parent_cluster"].to_numpy(), ["nmi", "accuracy"])}

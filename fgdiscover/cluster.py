@@ -562,6 +562,11 @@ def assign_children_to_parents(counts: np.ndarray) -> np.ndarray:
     return child_to_parent.astype(np.int64)
 
 
+#: Restarts of the k-means that groups the k child clusters' rows (descriptors or centres)
+#: into parents, as a multiple of the child level's.
+DESCRIPTOR_RESTARTS = 10
+
+
 def hierarchical_kmeans(
     child_features,
     parent_features=None,
@@ -586,6 +591,9 @@ def hierarchical_kmeans(
       groups (in the child clustering's preprocessed space, so ``whiten``/``normalize``
       are not applied a second time).
 
+    The last two group only k rows, so they take :data:`DESCRIPTOR_RESTARTS` times the
+    restarts of the child level (benchmarks/README.md, parent grouping).
+
     Either way the children are then given to parents by :func:`assign_children_to_parents`,
     which makes sure every parent id is used (renumbering contiguously in the degenerate
     case of fewer non-empty child clusters than parents). An image's parent is its child
@@ -604,8 +612,10 @@ def hierarchical_kmeans(
     progress : bool, default=False
         Report each level as it finishes (:func:`fgdiscover.progress.progress_bar`).
     child_descriptors : callable, optional
-        ``child_descriptors(child_labels) -> array (k, d)`` without NaN; excludes
-        ``parent_features``.
+        ``child_descriptors(child_labels) -> array (k, d)`` without NaN, or a pair
+        ``(array, left_out)`` where the boolean mask ``left_out`` (k,) names rows that do
+        not shape the parent centres (they still join the nearest parent; ignored when
+        fewer than ``k_parent`` rows would be left); excludes ``parent_features``.
     **kmeans_kwargs
         Further :class:`FaissKMeans` settings (n_init, max_iter, normalize, whiten,
         device, verbose, max_points_per_centroid, chunk_size), used at both levels.
@@ -631,17 +641,7 @@ def hierarchical_kmeans(
 
     if parent_features is not None and child_descriptors is not None:
         raise ValueError("give parent_features or child_descriptors, not both")
-    if child_descriptors is not None:
-        rows = np.asarray(child_descriptors(child), dtype=np.float32)
-        if rows.shape[0] != k or rows.ndim != 2 or not np.isfinite(rows).all():
-            raise ValueError(f"child_descriptors must return {k} finite rows, got {rows.shape}")
-        settings = {key: v for key, v in kmeans_kwargs.items() if key not in ("whiten", "normalize")}
-        # empty clusters weigh (almost) nothing but keep k_parent <= rows
-        row_parent = FaissKMeans(k_parent, seed=seed, **settings).fit_predict(
-            rows, sample_weight=np.maximum(sizes, 1e-6))
-        counts = np.zeros((k, k_parent), dtype=np.float64)
-        counts[np.arange(k), row_parent] = sizes
-    elif parent_features is not None:
+    if parent_features is not None:
         parent_features = np.asarray(parent_features)
         if len(parent_features) != len(child_features):
             raise ValueError(
@@ -654,12 +654,30 @@ def hierarchical_kmeans(
         counts = np.zeros((k, k_parent), dtype=np.int64)
         np.add.at(counts, (child, image_parent), 1)
     else:
+        left_out = np.zeros(k, dtype=bool)
+        if child_descriptors is not None:
+            rows = child_descriptors(child)
+            if isinstance(rows, tuple):
+                rows, left_out = rows
+                left_out = np.asarray(left_out, dtype=bool)
+            rows = np.asarray(rows, dtype=np.float32)
+            if rows.shape[0] != k or rows.ndim != 2 or not np.isfinite(rows).all():
+                raise ValueError(
+                    f"child_descriptors must return {k} finite rows, got {rows.shape}")
+            if left_out.shape != (k,):
+                raise ValueError(f"child_descriptors must leave out a mask of {k}, "
+                                 f"got shape {left_out.shape}")
+        else:  # already in the child level's whitened / normalised space
+            rows = child_km.cluster_centers_
         settings = {key: v for key, v in kmeans_kwargs.items() if key not in ("whiten", "normalize")}
-        centroid_parent = FaissKMeans(k_parent, seed=seed, **settings).fit_predict(
-            child_km.cluster_centers_, sample_weight=sizes
-        )
+        # k rows are cheap to group and a poor local optimum costs a whole parent
+        settings["n_init"] = DESCRIPTOR_RESTARTS * settings.get("n_init", 5)
+        fit = ~left_out if (~left_out).sum() >= k_parent else np.ones(k, dtype=bool)
+        # empty clusters weigh (almost) nothing but keep k_parent <= rows
+        row_parent = FaissKMeans(k_parent, seed=seed, **settings).fit(
+            rows[fit], sample_weight=np.maximum(sizes[fit], 1e-6)).predict(rows)
         counts = np.zeros((k, k_parent), dtype=np.float64)
-        counts[np.arange(k), centroid_parent] = sizes
+        counts[np.arange(k), row_parent] = sizes
 
     bar.update()
     bar.close()

@@ -307,7 +307,8 @@ def cluster_folder(data, *, k: int, k_parent: int | None = None, model=None, pre
         child_x, parent_x = FEATURES[features](emb)
         rows = None
         if parents == "silhouette":
-            parent_x, rows = None, functools.partial(_silhouette_rows, ds.images, ds.bboxes, k)
+            parent_x, rows = None, functools.partial(_silhouette_rows, ds.images, ds.bboxes, k,
+                                                    seed=seed)
         res = hierarchical_kmeans(child_x, parent_x, k=k, k_parent=k_parent, seed=seed,
                                   n_init=5, normalize=True, progress=progress,
                                   max_points_per_centroid=KMEANS_POINTS_PER_CENTROID,
@@ -459,14 +460,23 @@ PARENTS = ("auto", "silhouette", "features")
 KMEANS_POINTS_PER_CENTROID = 1024
 
 
-def _silhouette_rows(images, boxes, k: int, child: np.ndarray, blur=None) -> np.ndarray:
-    """One silhouette per child cluster (clusters with too few members get the mean one)."""
-    from .silhouette import cluster_silhouettes
+def _silhouette_rows(images, boxes, k: int, child: np.ndarray, blur=None, spread="mad",
+                     seed: int = 0, unit: bool = True):
+    """One silhouette per child cluster (clusters with too few members get the mean one),
+    with ``unit``, centred and scaled to unit length: the grouping compares outlines, not
+    how sharp they are. Returns ``(rows, shapeless)``: the clusters whose members agree on
+    no outline (:func:`fgdiscover.silhouette.shapeless`) do not shape the parents."""
+    from .silhouette import cluster_silhouettes, outline_strength, shapeless
 
-    maps, counts = cluster_silhouettes(images, boxes, child, k, blur=blur)
+    maps, counts = cluster_silhouettes(images, boxes, child, k, blur=blur, spread=spread,
+                                       seed=seed)
     ok = np.isfinite(maps).all(axis=1)
+    outliers = shapeless(np.where(ok, outline_strength(maps), np.nan))
     maps[~ok] = np.average(maps[ok], axis=0, weights=counts[ok])
-    return maps
+    if unit:
+        maps -= maps.mean(axis=1, keepdims=True)
+        maps /= np.maximum(np.linalg.norm(maps, axis=1, keepdims=True), 1e-8)
+    return maps, outliers
 
 
 FEATURES = {

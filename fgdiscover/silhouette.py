@@ -6,8 +6,8 @@ the per-pixel spread of the cluster's box crops outlines the object's shape. Fin
 parent is the shape; ``fgdiscover cluster`` groups child clusters into parents by these
 outlines when every image has a box (benchmarks/README.md: parent NMI on the synthetic set).
 
-Streaming: running sums per cluster, so memory is O(k * size^2) whatever the number of
-images.
+Memory does not grow with the number of images: a bounded sample per cluster (the
+robust default) or running sums (``spread="std"``).
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ def square_boxes(boxes: np.ndarray, resolution: int) -> np.ndarray:
 
 
 def cluster_silhouettes(images: np.ndarray, boxes: np.ndarray, labels: np.ndarray, k: int, *,
-                        size: int = 16, blur: float | None = None,
+                        size: int = 16, blur: float | None = None, spread: str = "mad",
+                        max_members: int = 256, seed: int = 0,
                         batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
     """Per cluster, how consistent its members' box crops are at each pixel.
 
@@ -53,39 +54,105 @@ def cluster_silhouettes(images: np.ndarray, boxes: np.ndarray, labels: np.ndarra
     size : side of the crops the statistics are taken on
     blur : Gaussian sigma in pixels of the images, applied before cropping so that
         patterns inside the object do not count as disagreement; default ``R / 32``
+    spread : how disagreement at a pixel is measured, averaged over the colour channels
+
+        * ``"mad"`` (default): the median absolute deviation from the per-pixel median of
+          at most ``max_members`` members per cluster (a seeded random sample). Robust:
+          members of another shape that the clustering mixed in (up to half of the
+          cluster) do not blur the outline (benchmarks/README.md, parent grouping);
+        * ``"std"``: the standard deviation over all boxed members, streamed by running
+          sums in batches of ``batch_size``.
+
+    max_members, seed : the sample ``"mad"`` takes of each cluster
 
     Returns
     -------
     maps : float32 array (k, size * size), 1 where the members agree most, 0 where least
         (rows of clusters with fewer than 2 boxed members are NaN)
-    counts : int array (k,), boxed members per cluster
-    """
-    from torchvision.ops import roi_align
+    counts : int array (k,), boxed members per cluster (all of them, sampled or not)
 
-    n, res = len(images), images.shape[1]
+    Memory is O(k * size^2) for ``"std"`` and O(max_members * size^2) for ``"mad"``,
+    whatever the number of images.
+    """
+    if spread not in ("mad", "std"):
+        raise ValueError(f"spread must be 'mad' or 'std', got {spread!r}")
+    res = images.shape[1]
     blur = res / 32 if blur is None else blur
     labels = np.asarray(labels)
-    boxed = np.isfinite(np.asarray(boxes, dtype=np.float64)).all(axis=1)
+    boxes = np.asarray(boxes, dtype=np.float64)
+    boxed = np.isfinite(boxes).all(axis=1)
+    counts = np.bincount(labels[boxed], minlength=k).astype(np.int64)
+    maps = np.full((k, size * size), np.nan, dtype=np.float32)
+    if spread == "std":
+        spreads = _std_spreads(images, boxes, labels, boxed, k, size, blur, batch_size)
+    else:
+        rng = np.random.default_rng(seed)
+        spreads = {}
+        for c in np.flatnonzero(counts >= 2):
+            members = np.flatnonzero(boxed & (labels == c))
+            if len(members) > max_members:
+                members = np.sort(rng.choice(members, max_members, replace=False))
+            crops = _box_crops(images, boxes, members, size, blur)
+            dev = np.abs(crops - np.median(crops, axis=0))
+            spreads[c] = np.median(dev, axis=0).mean(axis=0)
+    for c, sp in spreads.items():
+        maps[c] = (1 - sp / max(sp.max(), 1e-8)).ravel()
+    return maps, counts
+
+
+def _box_crops(images, boxes, idx, size, blur) -> np.ndarray:
+    """(len(idx), 3, size, size) float64 crops of the square boxes of images ``idx``."""
+    from torchvision.ops import roi_align
+
+    res = images.shape[1]
+    x = torch.from_numpy(np.array(images[idx], dtype=np.float32)).permute(0, 3, 1, 2) / 255
+    if blur > 0:
+        x = _blur(x, blur)
+    rois = torch.from_numpy(np.concatenate(
+        [np.arange(len(idx))[:, None], square_boxes(boxes[idx], res)], axis=1)).float()
+    return roi_align(x, rois, output_size=size, aligned=True).double().numpy()
+
+
+def _std_spreads(images, boxes, labels, boxed, k, size, blur, batch_size) -> dict:
+    """Cluster -> (size, size) per-pixel standard deviation, by running sums."""
     total = np.zeros((k, 3, size, size))
     total_sq = np.zeros((k, 3, size, size))
     counts = np.zeros(k, dtype=np.int64)
-    for start in range(0, n, batch_size):
+    for start in range(0, len(images), batch_size):
         idx = np.flatnonzero(boxed[start:start + batch_size]) + start
         if len(idx) == 0:
             continue
-        x = torch.from_numpy(np.array(images[idx], dtype=np.float32)).permute(0, 3, 1, 2) / 255
-        if blur > 0:
-            x = _blur(x, blur)
-        rois = torch.from_numpy(np.concatenate(
-            [np.arange(len(idx))[:, None], square_boxes(boxes[idx], res)], axis=1)).float()
-        crops = roi_align(x, rois, output_size=size, aligned=True).double().numpy()
+        crops = _box_crops(images, boxes, idx, size, blur)
         lab = labels[idx]
         np.add.at(total, lab, crops)
         np.add.at(total_sq, lab, crops ** 2)
         np.add.at(counts, lab, 1)
-    maps = np.full((k, size * size), np.nan, dtype=np.float32)
+    out = {}
     for c in np.flatnonzero(counts >= 2):
         mean = total[c] / counts[c]
-        spread = np.sqrt(np.maximum(total_sq[c] / counts[c] - mean ** 2, 0)).mean(axis=0)
-        maps[c] = (1 - spread / max(spread.max(), 1e-8)).ravel()
-    return maps, counts
+        out[c] = np.sqrt(np.maximum(total_sq[c] / counts[c] - mean ** 2, 0)).mean(axis=0)
+    return out
+
+
+def outline_strength(maps: np.ndarray) -> np.ndarray:
+    """How sharply each cluster's members agree on an outline, in [0, 1].
+
+    ``1 - q10 / q90`` of the per-pixel spread (``1 - maps``, up to the row's scale): near 1
+    when the spread inside the object is a small fraction of the spread over the
+    background, near 0 when the members disagree everywhere alike, as in a cluster of
+    mixed shapes or of one shape in several appearances. NaN rows give NaN.
+    """
+    spread = 1 - np.asarray(maps, dtype=np.float64)
+    low, high = np.quantile(spread, [0.1, 0.9], axis=1)
+    return 1 - low / np.maximum(high, 1e-8)
+
+
+def shapeless(strength: np.ndarray, z: float = 3.0) -> np.ndarray:
+    """Clusters whose :func:`outline_strength` is a low outlier among the clusters': below
+    the median by more than ``z`` robust standard deviations (1.4826 x the median absolute
+    deviation). None when the strengths do not spread (MAD 0)."""
+    s = np.asarray(strength, dtype=np.float64)
+    ok = np.isfinite(s)
+    med = np.median(s[ok])
+    mad = 1.4826 * np.median(np.abs(s[ok] - med))
+    return ok & (s < med - z * mad) if mad > 0 else np.zeros(len(s), dtype=bool)

@@ -289,6 +289,35 @@ def test_hierarchy_groups_children_by_their_descriptors(nested_blobs):
         hierarchical_kmeans(x, k=6, k_parent=2, child_descriptors=lambda c: np.full((6, 2), np.nan))
 
 
+def test_left_out_descriptors_do_not_take_a_parent_of_their_own(nested_blobs):
+    """A child cluster whose descriptor is far from every other would take a parent for
+    itself; left out, it joins the nearest parent and the true two are found."""
+    x, child, parent = nested_blobs
+
+    def rows(labels):
+        r = np.stack([np.eye(2)[parent[labels == c]].mean(0) for c in range(6)])
+        odd = int(np.bincount(labels, minlength=6).argmax())
+        r[odd] = [0.5, -3.0]  # far from both parents, nearer to neither
+        return r, np.arange(6) == odd
+
+    kept = hierarchical_kmeans(x, k=6, k_parent=2, seed=0,
+                               child_descriptors=lambda c: rows(c)[0])
+    left = hierarchical_kmeans(x, k=6, k_parent=2, seed=0, child_descriptors=rows)
+    odd = int(np.bincount(left.child, minlength=6).argmax())
+    assert np.bincount(kept.child_to_parent, minlength=2).min() == 1  # the odd one alone
+    assert kept.child_to_parent[odd] != np.delete(kept.child_to_parent, odd)[0]
+    _assert_consistent(left, len(x), 6, 2)
+    others = np.flatnonzero(left.child != odd)
+    assert nmi(parent[others], left.parent[others]) > 0.99
+    with pytest.raises(ValueError, match="mask of 6"):
+        hierarchical_kmeans(x, k=6, k_parent=2,
+                            child_descriptors=lambda c: (rows(c)[0], np.zeros(5, bool)))
+    # fewer than k_parent rows left in: all rows shape the parents
+    all_out = hierarchical_kmeans(x, k=6, k_parent=2, seed=0,
+                                  child_descriptors=lambda c: (rows(c)[0], np.arange(6) > 0))
+    np.testing.assert_array_equal(all_out.child_to_parent, kept.child_to_parent)
+
+
 def test_hierarchy_uses_every_parent_even_against_the_majority(nested_blobs):
     # Parent features with 4 well separated groups, one holding 70% of every child
     # cluster: by majority all 6 child clusters would go to that one parent. All 4 parent

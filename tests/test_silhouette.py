@@ -1,8 +1,10 @@
 """Cluster silhouettes: the outline that a cluster's members share inside their boxes."""
 
 import numpy as np
+import pytest
 
-from fgdiscover.silhouette import cluster_silhouettes, square_boxes
+from fgdiscover.silhouette import (cluster_silhouettes, outline_strength, shapeless,
+                                   square_boxes)
 
 
 def shapes_on_noise(n=40, res=32, seed=0):
@@ -24,24 +26,57 @@ def shapes_on_noise(n=40, res=32, seed=0):
     return images, np.float32(boxes), labels
 
 
-def test_silhouettes_outline_the_shared_shape():
+@pytest.mark.parametrize("spread", ["mad", "std"])
+def test_silhouettes_outline_the_shared_shape(spread):
     images, boxes, labels = shapes_on_noise()
     boxes[0] = np.nan  # left out
-    maps, counts = cluster_silhouettes(images, boxes, labels, 3, size=8, batch_size=7)
+    maps, counts = cluster_silhouettes(images, boxes, labels, 3, size=8, batch_size=7,
+                                       spread=spread)
     assert counts.tolist() == [19, 20, 0] and np.isnan(maps[2]).all()
     disc, square = maps[0].reshape(8, 8), maps[1].reshape(8, 8)
     corners = ([1, 1, 6, 6], [1, 6, 1, 6])  # the outermost ring blurs into the background
     # inside both shapes the members agree; in the box corners only the squares do
     assert disc[3:5, 3:5].min() > 0.9 and square[3:5, 3:5].min() > 0.9
-    assert square[corners].mean() > disc[corners].mean() + 0.15
+    assert square[corners].mean() > disc[corners].mean() + 0.1
     assert maps[:2].max() <= 1 and maps[:2].min() >= 0
 
 
 def test_silhouettes_stream_the_same_at_any_batch_size():
     images, boxes, labels = shapes_on_noise(n=12)
-    a, _ = cluster_silhouettes(images, boxes, labels, 2, batch_size=5)
-    b, _ = cluster_silhouettes(images, boxes, labels, 2, batch_size=512)
+    a, _ = cluster_silhouettes(images, boxes, labels, 2, batch_size=5, spread="std")
+    b, _ = cluster_silhouettes(images, boxes, labels, 2, batch_size=512, spread="std")
     np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_mad_silhouettes_shrug_off_mixed_in_members():
+    """A disc cluster that the clustering filled with 30 % squares: the robust silhouette
+    stays the discs' own, the standard deviation's drifts towards the squares'."""
+    images, boxes, labels = shapes_on_noise(n=200, seed=1)
+    pure = labels.copy()
+    mixed = labels.copy()
+    mixed[np.flatnonzero(labels == 1)[:43]] = 0  # 100 discs + 43 squares
+    drift = {}
+    for spread in ("mad", "std"):
+        ref, _ = cluster_silhouettes(images, boxes, pure, 2, size=8, spread=spread)
+        got, _ = cluster_silhouettes(images, boxes, mixed, 2, size=8, spread=spread)
+        drift[spread] = np.abs(got[0] - ref[0]).mean()
+    assert drift["mad"] < 0.05 and drift["std"] > 0.3  # measured: 0.02 and 0.62
+
+
+def test_mad_silhouettes_sample_at_most_max_members_reproducibly():
+    images, boxes, labels = shapes_on_noise(n=60)
+    a, counts = cluster_silhouettes(images, boxes, labels, 2, max_members=10, seed=3)
+    b, _ = cluster_silhouettes(images, boxes, labels, 2, max_members=10, seed=3)
+    c, _ = cluster_silhouettes(images, boxes, labels, 2, max_members=10, seed=4)
+    assert counts.tolist() == [30, 30]  # all members are counted, 10 are looked at
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_silhouettes_refuse_an_unknown_spread():
+    images, boxes, labels = shapes_on_noise(n=4)
+    with pytest.raises(ValueError, match="spread"):
+        cluster_silhouettes(images, boxes, labels, 2, spread="iqr")
 
 
 def test_square_boxes_keep_the_centre_and_stay_inside():
@@ -49,3 +84,24 @@ def test_square_boxes_keep_the_centre_and_stay_inside():
     np.testing.assert_allclose(sq[0], [8, 10, 16, 18])
     np.testing.assert_allclose(sq[1], [0, 0, 32, 32])  # larger than the image: all of it
     np.testing.assert_allclose(sq[2], [28, 1, 32, 5])
+
+
+def test_outline_strength_tells_a_shape_from_a_mix_of_appearances():
+    """Discs in one colour share an outline; discs in two colours on noise disagree inside
+    the object too, so their outline is weaker."""
+    images, boxes, labels = shapes_on_noise(n=80, seed=2)
+    recoloured = images.copy()
+    discs = np.flatnonzero(labels == 0)
+    red = np.all(images[discs] == (220, 40, 40), axis=-1)
+    for j, i in enumerate(discs[::2]):  # every other disc turns green
+        recoloured[i][red[2 * j]] = (40, 200, 40)
+    one, _ = cluster_silhouettes(images, boxes, labels, 2, size=8)
+    two, _ = cluster_silhouettes(recoloured, boxes, labels, 2, size=8)
+    assert outline_strength(one)[0] > outline_strength(two)[0] + 0.2
+    assert np.isnan(outline_strength(np.full((1, 4), np.nan))).all()
+
+
+def test_shapeless_flags_only_low_outliers():
+    s = np.array([0.8, 0.82, 0.78, 0.85, 0.2, 0.81, 0.79, 0.99, np.nan])
+    assert shapeless(s).tolist() == [False] * 4 + [True] + [False] * 4
+    assert not shapeless(np.array([0.5, 0.5, 0.5, 0.1])).any()  # no spread: no outliers
