@@ -7,23 +7,23 @@ scored on the same child clustering and the differences are the grouping's alone
 * ``oracle``: each child cluster goes to the true parent most of its members have, the
   best any grouping of these child clusters can score (an upper bound, uses the labels);
 * ``run``: the parents the run itself wrote;
-* ``silhouette``: what ``cluster`` does when every image has a box, recomputed here:
-  k-means (``DESCRIPTOR_RESTARTS`` x 5 restarts) of the clusters' box-aligned silhouettes
-  (:func:`fgdiscover.silhouette.cluster_silhouettes`; median absolute deviation of a
-  sample of 256 members per cluster, each silhouette centred and scaled to unit length);
-  clusters whose members agree on no outline (:func:`fgdiscover.silhouette.shapeless`)
-  do not move the parent centres, they join the nearest;
-* ``silhouette ward``: Ward-linkage agglomeration of the same rows instead of k-means;
-* ``shapeless kept`` / ``mad, 5 restarts`` / ``mad, not unit`` / ``std, unit``: the
-  default with one of its four parts taken back (shapeless clusters shape the centres;
-  5 restarts; raw maps; standard deviation over all members);
-* ``std, not unit, 5 restarts, shapeless kept (before)``: the grouping before these four
-  (session 2);
+* ``silhouette``: what ``cluster`` does when every image has a box, recomputed here: the
+  clusters' box-aligned silhouettes (:func:`fgdiscover.silhouette.cluster_silhouettes`:
+  median absolute deviation of a sample of 256 members per cluster; each silhouette
+  centred and scaled to unit length) grouped by k-means weighted by cluster size into
+  parents of equal numbers of child clusters
+  (:func:`fgdiscover.cluster.balanced_kmeans`, ``DESCRIPTOR_RESTARTS`` x 5 restarts);
+* ``free sizes`` / ``equal, 5 restarts`` / ``mad, not unit`` / ``std, unit``: the default
+  with one of its four parts taken back (plain k-means, parents of any size; 5 restarts;
+  raw maps; standard deviation over all members);
+* ``silhouette ward (free sizes)``: Ward-linkage agglomeration of the same rows;
+* ``std, not unit, free, 5 restarts (before)``: the grouping before these four (session 2);
 * ``tied``: FineGAN's own hierarchy, read off the encoder: the cluster's mean child-code
   probabilities summed over the child codes of each parent code (child code c belongs to
   parent code c // (N_c / N_p)), each cluster to the parent code holding most of that mass;
 * ``parent-probs``: the same with the encoder's parent-code probabilities;
-* ``centres``: k-means of the child centres (the default without boxes).
+* ``centres``: the child centres into equal parents (the default without boxes), and
+  ``centres, free sizes``.
 
 Earlier variants (confident-half silhouettes, other blurs, silhouettes beside the tied
 mass) lost to the plain silhouettes on runs 7-8 and were dropped; their numbers are in
@@ -32,6 +32,13 @@ results/parents.jsonl and benchmarks/README.md.
 All in :func:`variants`; the results are in benchmarks/README.md.
 
     python benchmarks/parents.py RUN [RUN ...] --results benchmarks/results/parents.jsonl
+    python benchmarks/parents.py --corrupt DATA --cache-dir CACHE --trials 8 \
+        --results benchmarks/results/parents.jsonl
+
+With ``--corrupt`` the silhouette groupings run on child clusters made from a synth set's
+true classes with known errors (:func:`corrupt`: none, 20 % noise, classes mixed into
+others' clusters, a merge and a split), several seeds each: no GAN needed, many more child
+clusterings than the runs give. Prints the median and minimum parent NMI per grouping.
 
 Each RUN is a ``cluster`` run directory whose ``config.json`` names its data folder (a
 `fgdiscover synth` set with ``labels.csv``); ``--cache-dir`` is the decode cache it used,
@@ -52,7 +59,8 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
-from fgdiscover.cluster import DESCRIPTOR_RESTARTS, FaissKMeans, assign_children_to_parents  # noqa: E402
+from fgdiscover.cluster import (DESCRIPTOR_RESTARTS, FaissKMeans,  # noqa: E402
+                                assign_children_to_parents, balanced_kmeans)  # noqa: E402
 from fgdiscover.embed import Embeddings  # noqa: E402
 from fgdiscover.metrics import score  # noqa: E402
 from fgdiscover.pipeline import _silhouette_rows, load_images  # noqa: E402
@@ -80,13 +88,17 @@ def _counts(lab, sizes, k_parent):
     return counts
 
 
-def kmeans_rows(rows, sizes, k_parent, seed, n_init=5, left_out=None):
-    """Weighted k-means of one row per child cluster -> (k, k_parent) one-hot counts; rows
-    in ``left_out`` do not move the centres, they join the nearest."""
-    fit = np.ones(len(rows), bool) if left_out is None else ~np.asarray(left_out)
-    rows = np.asarray(rows, np.float32)
-    lab = FaissKMeans(k_parent, seed=seed, n_init=n_init).fit(
-        rows[fit], sample_weight=np.maximum(sizes[fit], 1e-6)).predict(rows)
+def kmeans_rows(rows, sizes, k_parent, seed, n_init=5):
+    """Weighted k-means of one row per child cluster -> (k, k_parent) one-hot counts."""
+    lab = FaissKMeans(k_parent, seed=seed, n_init=n_init).fit_predict(
+        np.asarray(rows, np.float32), sample_weight=np.maximum(sizes, 1e-6))
+    return _counts(lab, sizes, k_parent)
+
+
+def equal_rows(rows, sizes, k_parent, seed, n_init=DESCRIPTOR_RESTARTS * 5):
+    """The same with parents of equal numbers of child clusters (what ``cluster`` does)."""
+    lab = balanced_kmeans(rows, k_parent, sample_weight=np.maximum(sizes, 1e-6), seed=seed,
+                          n_init=n_init)
     return _counts(lab, sizes, k_parent)
 
 
@@ -99,31 +111,39 @@ def ward_rows(rows, sizes, k_parent):
     return _counts(lab, sizes, k_parent)
 
 
+def silhouette_variants(ctx) -> dict:
+    """The silhouette groupings: name -> (k, k_parent) affinity of child to parent."""
+    k, kp, sizes, seed = ctx["k"], ctx["k_parent"], ctx["sizes"], ctx["seed"]
+    restarts = DESCRIPTOR_RESTARTS * 5
+    mad, std, raw, raw_std = (ctx["silhouettes"][name]
+                              for name in ("mad unit", "std unit", "mad", "std"))
+    return {
+        "silhouette": equal_rows(mad, sizes, kp, seed),
+        "free sizes": kmeans_rows(mad, sizes, kp, seed, restarts),
+        "equal, 5 restarts": equal_rows(mad, sizes, kp, seed, 5),
+        "mad, not unit": equal_rows(raw, sizes, kp, seed),
+        "std, unit": equal_rows(std, sizes, kp, seed),
+        "silhouette ward (free sizes)": ward_rows(mad, sizes, kp),
+        "std, not unit, free, 5 restarts (before)": kmeans_rows(raw_std, sizes, kp, seed, 5),
+    }
+
+
+def oracle(ctx):
+    """Each child cluster to the true parent most of its members have."""
+    return _mass(ctx["child"], np.eye(ctx["n_true_parents"])[ctx["true_parent"]], ctx["k"])
+
+
 def variants(ctx) -> dict:
     """Every grouping variant: name -> (k, k_parent) affinity of child to parent."""
     k, kp, child, sizes, seed = ctx["k"], ctx["k_parent"], ctx["child"], ctx["sizes"], ctx["seed"]
-    sil = ctx["silhouettes"]
-    tied = tied_mass(child, ctx["emb"].child_probs, k, kp)
-    restarts = DESCRIPTOR_RESTARTS * 5
-    (mad, shapeless), (std, std_shapeless), (raw, _), (raw_std, _) = (
-        sil[name] for name in ("mad unit", "std unit", "mad", "std"))
-    out = {
-        "oracle": _mass(child, np.eye(ctx["n_true_parents"])[ctx["true_parent"]], k),
-        "silhouette": kmeans_rows(mad, sizes, kp, seed, restarts, shapeless),
-        "silhouette ward": ward_rows(mad, sizes, kp),
-        "shapeless kept": kmeans_rows(mad, sizes, kp, seed, restarts),
-        "mad, 5 restarts": kmeans_rows(mad, sizes, kp, seed, 5, shapeless),
-        "mad, not unit": kmeans_rows(raw, sizes, kp, seed, restarts, shapeless),
-        "std, unit": kmeans_rows(std, sizes, kp, seed, restarts, std_shapeless),
-        "std, not unit, 5 restarts, shapeless kept (before)": kmeans_rows(raw_std, sizes, kp,
-                                                                          seed, 5),
-        "tied": tied,
-        "parent-probs": _mass(child, np.asarray(ctx["emb"].parent_probs), k),
-    }
+    out = {"oracle": oracle(ctx), **silhouette_variants(ctx),
+           "tied": tied_mass(child, ctx["emb"].child_probs, k, kp),
+           "parent-probs": _mass(child, np.asarray(ctx["emb"].parent_probs), k)}
     centres = np.stack([np.asarray(ctx["features"])[child == c].mean(0) if sizes[c] else
                         np.zeros(ctx["features"].shape[1]) for c in range(k)])
     centres /= np.maximum(np.linalg.norm(centres, axis=1, keepdims=True), 1e-12)
-    out["centres"] = kmeans_rows(centres, sizes, kp, seed, restarts)
+    out["centres"] = equal_rows(centres, sizes, kp, seed)
+    out["centres, free sizes"] = kmeans_rows(centres, sizes, kp, seed, DESCRIPTOR_RESTARTS * 5)
     return out
 
 
@@ -167,13 +187,98 @@ def run_one(run: Path, cache_dir, seed_override=None) -> dict:
             "parents": scores}
 
 
+CORRUPTIONS = ("clean", "noise", "pair-mix", "merge-split")
+
+
+def corrupt(child, parent, kind, rng):
+    """Child clusters made from the true child classes with a known kind of error.
+
+    * ``clean``: the true classes;
+    * ``noise``: 20 % of the images moved to a random cluster;
+    * ``pair-mix``: three times, 40 % of a random class moved into another class's cluster;
+    * ``merge-split``: two classes of different parents in one cluster, a third class
+      split over two.
+    """
+    k = int(child.max()) + 1
+    out = child.copy()
+    if kind == "noise":
+        moved = rng.random(len(out)) < 0.2
+        out[moved] = rng.integers(0, k, moved.sum())
+    elif kind == "pair-mix":
+        for _ in range(3):
+            a, b = rng.choice(k, 2, replace=False)
+            members = np.flatnonzero(child == b)
+            out[members[rng.random(len(members)) < 0.4]] = a
+    elif kind == "merge-split":
+        parent_of = np.array([np.bincount(parent[child == c]).argmax() for c in range(k)])
+        a, b = rng.choice(k, 2, replace=False)
+        while parent_of[a] == parent_of[b]:
+            a, b = rng.choice(k, 2, replace=False)
+        out[child == b] = a
+        split = rng.choice([c for c in range(k) if c not in (a, b)])
+        members = np.flatnonzero(child == split)
+        out[members[rng.random(len(members)) < 0.5]] = b
+    elif kind != "clean":
+        raise ValueError(kind)
+    return out
+
+
+def corrupted(data: Path, cache_dir, size: int, trials: int, k_parent: int) -> dict:
+    """The silhouette groupings on child clusters made from the true classes by
+    :func:`corrupt`: name -> corruption -> parent NMI per trial (seeds 0..trials-1)."""
+    ds = load_images(data, size, cache_dir=cache_dir, progress=False)
+    lab = pd.read_csv(data / "labels.csv").set_index("file").loc[ds.files]
+    true_child = pd.factorize(lab["child"], sort=True)[0]
+    true_parent = pd.factorize(lab["parent"], sort=True)[0]
+    k = int(true_child.max()) + 1
+    out = {}
+    for kind in CORRUPTIONS:
+        for trial in range(trials):
+            child = corrupt(true_child, true_parent, kind, np.random.default_rng(trial))
+            ctx = {"k": k, "k_parent": k_parent, "child": child, "seed": trial,
+                   "sizes": np.bincount(child, minlength=k).astype(np.float64),
+                   "silhouettes": _silhouettes(ds, np.arange(len(child)), child, k, trial),
+                   "true_parent": true_parent, "n_true_parents": int(true_parent.max()) + 1}
+            for name, counts in {"oracle": oracle(ctx), **silhouette_variants(ctx)}.items():
+                parents = assign_children_to_parents(counts)[child]
+                out.setdefault(name, {}).setdefault(kind, []).append(
+                    score(true_parent, parents, ["nmi"])["nmi"])
+    return out
+
+
+def main_corrupted(args):
+    res = corrupted(args.corrupt, (args.cache_dir or [None])[0], args.size, args.trials,
+                    args.k_parent)
+    rec = {"corrupted": str(args.corrupt), "trials": args.trials, "k_parent": args.k_parent,
+           "parent_nmi": res, "command": " ".join([sys.executable, *sys.argv]),
+           "date": common.now_iso(), "machine": common.machine_info(), "git": common.git_info()}
+    if args.results:
+        common.append_jsonl(args.results, rec)
+    print("| grouping | " + " | ".join(f"{kind} median / min" for kind in CORRUPTIONS) + " |")
+    print("|---" * (len(CORRUPTIONS) + 1) + "|")
+    for name, by_kind in res.items():
+        print(f"| {name} | " + " | ".join(
+            f"{np.median(by_kind[kind]):.3f} / {np.min(by_kind[kind]):.3f}"
+            for kind in CORRUPTIONS) + " |")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("runs", type=Path, nargs="+")
+    ap.add_argument("runs", type=Path, nargs="*")
+    ap.add_argument("--corrupt", type=Path, metavar="DATA",
+                    help="instead of runs: child clusters made from DATA's true classes with "
+                         "known errors (see corrupt)")
+    ap.add_argument("--trials", type=int, default=8, help="with --corrupt (default 8)")
+    ap.add_argument("--size", type=int, default=32, help="with --corrupt: image size (32)")
+    ap.add_argument("--k-parent", type=int, default=4, help="with --corrupt (default 4)")
     ap.add_argument("--cache-dir", type=Path, action="append",
                     help="decode cache of each run, in order (default: the default cache)")
     ap.add_argument("--results", type=Path)
     args = ap.parse_args(argv)
+    if args.corrupt:
+        return main_corrupted(args)
+    if not args.runs:
+        ap.error("give RUN directories or --corrupt DATA")
     caches = args.cache_dir or [None] * len(args.runs)
     if len(caches) != len(args.runs):
         ap.error("give one --cache-dir per run, or none")
@@ -184,8 +289,7 @@ def main(argv=None):
                     "machine": common.machine_info(), "git": common.git_info()})
         records.append(rec)
         if args.results:
-            with open(args.results, "a") as f:
-                f.write(json.dumps(rec) + "\n")
+            common.append_jsonl(args.results, rec)
     names = list(records[0]["parents"])
     print("| grouping | " + " | ".join(f"run {i + 1} NMI / acc" for i in range(len(records)))
           + " | median NMI |")

@@ -270,6 +270,11 @@ def generate(run_dir, out, seed, device):
               help="Group child clusters into parents by the outline their members share in "
                    "their boxes (silhouette), or as --features says; auto: silhouette when "
                    "every image has a box.")
+@click.option("--parent-sizes", type=click.Choice(["equal", "free"]), default="equal",
+              show_default=True,
+              help="equal: every parent gets K / K-PARENT child clusters, as FineGAN's tied "
+                   "codes give every parent code N_c / N_p child codes; free: any number "
+                   "(parents from --features child always group freely).")
 @click.option("--overcluster", type=int,
               help="Also report over-clustering accuracy with up to M clusters per class.")
 @click.option("--faithful", is_flag=True,
@@ -286,8 +291,8 @@ def generate(run_dir, out, seed, device):
 @quiet_option
 @user_errors
 def cluster(data, k, k_parent, model, preset, iters, out, labels, labels_from_dirs,
-            label_column, bboxes, no_bboxes, crop, features, parents, overcluster, faithful,
-            overwrite, no_report, seed, device, precision, cache_dir):
+            label_column, bboxes, no_bboxes, crop, features, parents, parent_sizes, overcluster,
+            faithful, overwrite, no_report, seed, device, precision, cache_dir):
     """Discover K fine-grained categories among the images under DATA.
 
     Under torchrun (--out required) FineGAN and the encoder train data-parallel and the
@@ -300,7 +305,8 @@ def cluster(data, k, k_parent, model, preset, iters, out, labels, labels_from_di
                        labels=labels, labels_from_dirs=labels_from_dirs,
                        label_column=label_column, bboxes=bboxes, no_bboxes=no_bboxes,
                        seed=seed, iters=iters, device=device, cache_dir=cache_dir,
-                       features=features, parents=parents, overcluster=overcluster,
+                       features=features, parents=parents, parent_sizes=parent_sizes,
+                       overcluster=overcluster,
                        faithful=faithful, crop=crop,
                        overwrite=overwrite, report=not no_report, precision=precision,
                        log=lambda msg: click.echo(msg, err=True))

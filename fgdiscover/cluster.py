@@ -562,6 +562,71 @@ def assign_children_to_parents(counts: np.ndarray) -> np.ndarray:
     return child_to_parent.astype(np.int64)
 
 
+def balanced_kmeans(x, n_clusters: int, *, sample_weight=None, seed: int = 0,
+                    n_init: int = 10, max_iter: int = 100) -> np.ndarray:
+    """k-means of the rows of ``x`` into ``n_clusters`` groups of equal count.
+
+    Every group gets ``n // n_clusters`` or ``n // n_clusters + 1`` rows: size-constrained
+    k-means (Bradley, Bennett & Demiriz, "Constrained k-means clustering", 2000). Lloyd's
+    iterations with the assignment step solved exactly as a linear assignment of rows to
+    slots (:func:`scipy.optimize.linear_sum_assignment`), ``n_init`` weighted k-means++
+    starts, the one of least weighted inertia kept. The assignment is O(n^3) per
+    iteration: meant for grouping up to a few thousand rows (cluster centres or
+    descriptors), not images.
+
+    Parameters
+    ----------
+    x : array-like of shape (n, d)
+    n_clusters : int, 1 <= n_clusters <= n
+    sample_weight : array-like of shape (n,), optional
+        Positive weights of the rows in the inertia and the centres (default 1).
+    seed, n_init, max_iter : the random starts and their iterations
+
+    Returns
+    -------
+    labels : ndarray of shape (n,), int64
+    """
+    x = np.asarray(x, dtype=np.float64)
+    n = len(x)
+    if isinstance(n_clusters, bool) or not 1 <= n_clusters <= n:
+        raise ValueError(f"n_clusters must be in 1..{n}, got {n_clusters!r}")
+    w = np.ones(n) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    if w.shape != (n,) or not (w > 0).all():
+        raise ValueError(f"sample_weight must hold {n} positive weights")
+    lo, extra = divmod(n, n_clusters)
+    # lo slots per group, and one more per group of which exactly `extra` are used: a
+    # penalty above any possible saving makes the assignment use no more extra slots
+    # than it must
+    group_of_slot = np.concatenate([np.repeat(np.arange(n_clusters), lo),
+                                    np.arange(n_clusters if extra else 0)])
+    optional = np.arange(len(group_of_slot)) >= n_clusters * lo
+    rng = np.random.default_rng(seed)
+    best_inertia, best = np.inf, None
+    for _ in range(n_init):
+        first = rng.choice(n, p=w / w.sum())
+        centres = x[[first]]
+        while len(centres) < n_clusters:  # weighted k-means++
+            d = w * _squared_distances(x, centres).min(axis=1)
+            centres = np.vstack([centres, x[rng.choice(n, p=d / d.sum()) if d.sum() > 0
+                                             else rng.integers(n)]])
+        labels = None
+        for _ in range(max_iter):
+            cost = (w[:, None] * _squared_distances(x, centres))[:, group_of_slot]
+            cost[:, optional] += n * cost.max() + 1.0
+            rows, slots = linear_sum_assignment(cost)
+            new = np.empty(n, dtype=np.int64)
+            new[rows] = group_of_slot[slots]
+            if labels is not None and (new == labels).all():
+                break
+            labels = new
+            centres = np.stack([np.average(x[labels == j], axis=0, weights=w[labels == j])
+                                for j in range(n_clusters)])
+        inertia = float((w * ((x - centres[labels]) ** 2).sum(axis=1)).sum())
+        if inertia < best_inertia:
+            best_inertia, best = inertia, labels
+    return best
+
+
 #: Restarts of the k-means that groups the k child clusters' rows (descriptors or centres)
 #: into parents, as a multiple of the child level's.
 DESCRIPTOR_RESTARTS = 10
@@ -576,6 +641,7 @@ def hierarchical_kmeans(
     seed: int = 0,
     progress: bool = False,
     child_descriptors=None,
+    equal_parents: bool = True,
     **kmeans_kwargs,
 ) -> HierarchicalResult:
     """Cluster images into ``k`` child clusters, each belonging to one of ``k_parent`` parents.
@@ -591,7 +657,8 @@ def hierarchical_kmeans(
       groups (in the child clustering's preprocessed space, so ``whiten``/``normalize``
       are not applied a second time).
 
-    The last two group only k rows, so they take :data:`DESCRIPTOR_RESTARTS` times the
+    The last two group k rows, weighted by cluster sizes, into parents of equal numbers of
+    child clusters (``equal_parents``), with :data:`DESCRIPTOR_RESTARTS` times the
     restarts of the child level (benchmarks/README.md, parent grouping).
 
     Either way the children are then given to parents by :func:`assign_children_to_parents`,
@@ -612,10 +679,12 @@ def hierarchical_kmeans(
     progress : bool, default=False
         Report each level as it finishes (:func:`fgdiscover.progress.progress_bar`).
     child_descriptors : callable, optional
-        ``child_descriptors(child_labels) -> array (k, d)`` without NaN, or a pair
-        ``(array, left_out)`` where the boolean mask ``left_out`` (k,) names rows that do
-        not shape the parent centres (they still join the nearest parent; ignored when
-        fewer than ``k_parent`` rows would be left); excludes ``parent_features``.
+        ``child_descriptors(child_labels) -> array (k, d)`` without NaN; excludes
+        ``parent_features``.
+    equal_parents : bool, default=True
+        Without ``parent_features``: every parent gets ``k // k_parent`` or one more child
+        clusters (:func:`balanced_kmeans`), as FineGAN's tied codes give every parent code
+        ``N_c / N_p`` child codes; False: plain weighted k-means, parents of any size.
     **kmeans_kwargs
         Further :class:`FaissKMeans` settings (n_init, max_iter, normalize, whiten,
         device, verbose, max_points_per_centroid, chunk_size), used at both levels.
@@ -654,30 +723,27 @@ def hierarchical_kmeans(
         counts = np.zeros((k, k_parent), dtype=np.int64)
         np.add.at(counts, (child, image_parent), 1)
     else:
-        left_out = np.zeros(k, dtype=bool)
         if child_descriptors is not None:
-            rows = child_descriptors(child)
-            if isinstance(rows, tuple):
-                rows, left_out = rows
-                left_out = np.asarray(left_out, dtype=bool)
-            rows = np.asarray(rows, dtype=np.float32)
+            rows = np.asarray(child_descriptors(child), dtype=np.float32)
             if rows.shape[0] != k or rows.ndim != 2 or not np.isfinite(rows).all():
                 raise ValueError(
                     f"child_descriptors must return {k} finite rows, got {rows.shape}")
-            if left_out.shape != (k,):
-                raise ValueError(f"child_descriptors must leave out a mask of {k}, "
-                                 f"got shape {left_out.shape}")
         else:  # already in the child level's whitened / normalised space
             rows = child_km.cluster_centers_
-        settings = {key: v for key, v in kmeans_kwargs.items() if key not in ("whiten", "normalize")}
         # k rows are cheap to group and a poor local optimum costs a whole parent
-        settings["n_init"] = DESCRIPTOR_RESTARTS * settings.get("n_init", 5)
-        fit = ~left_out if (~left_out).sum() >= k_parent else np.ones(k, dtype=bool)
-        # empty clusters weigh (almost) nothing but keep k_parent <= rows
-        row_parent = FaissKMeans(k_parent, seed=seed, **settings).fit(
-            rows[fit], sample_weight=np.maximum(sizes[fit], 1e-6)).predict(rows)
+        n_init = DESCRIPTOR_RESTARTS * kmeans_kwargs.get("n_init", 5)
+        # empty clusters weigh (almost) nothing but keep their place among the rows
+        weight = np.maximum(sizes, 1e-6)
+        if equal_parents:
+            row_parent = balanced_kmeans(rows, k_parent, sample_weight=weight, seed=seed,
+                                         n_init=n_init)
+        else:
+            settings = {key: v for key, v in kmeans_kwargs.items()
+                        if key not in ("whiten", "normalize")}
+            row_parent = FaissKMeans(k_parent, seed=seed, **{**settings, "n_init": n_init}
+                                     ).fit_predict(rows, sample_weight=weight)
         counts = np.zeros((k, k_parent), dtype=np.float64)
-        counts[np.arange(k), row_parent] = sizes
+        counts[np.arange(k), row_parent] = weight
 
     bar.update()
     bar.close()

@@ -178,7 +178,8 @@ def cluster_folder(data, *, k: int, k_parent: int | None = None, model=None, pre
                    cache_dir=None, features: str = "embedding", overcluster=None,
                    faithful: bool = False, crop=None, overwrite: bool = False, progress=True,
                    report: bool = True, parents: str = "auto", split: str = "all",
-                   precision=None, log=print) -> ClusterResult | None:
+                   parent_sizes: str = "equal", precision=None,
+                   log=print) -> ClusterResult | None:
     """The main job: discover k categories (and k_parent super-categories) under ``data``.
 
     Without ``model`` a FineGAN is first trained on ``data`` into ``out/model`` (resumed
@@ -195,7 +196,10 @@ def cluster_folder(data, *, k: int, k_parent: int | None = None, model=None, pre
     ``parents`` chooses how child clusters are grouped into parents: ``"silhouette"`` by
     the outline their members share inside their boxes (:mod:`fgdiscover.silhouette`;
     needs a box for every image), ``"features"`` as ``features`` says (:data:`FEATURES`),
-    ``"auto"`` the first when every image has a box, else the second.
+    ``"auto"`` the first when every image has a box, else the second. ``parent_sizes``:
+    ``"equal"`` gives every parent ``k // k_parent`` (or one more) child clusters, as
+    FineGAN's tied codes do; ``"free"`` lets the grouping choose (not with parent
+    probabilities, ``features="child"``, which always group freely).
 
     ``split`` keeps the official train or test images of CUB / Dogs / Cars
     (:func:`select_split`); FineGAN is then trained and the images clustered on those only.
@@ -222,6 +226,9 @@ def cluster_folder(data, *, k: int, k_parent: int | None = None, model=None, pre
         raise FGDError(f"unknown features {features!r}; choose from {', '.join(FEATURES)}")
     if parents not in PARENTS:
         raise FGDError(f"unknown parents {parents!r}; choose from {', '.join(PARENTS)}")
+    if parent_sizes not in PARENT_SIZES:
+        raise FGDError(f"unknown parent sizes {parent_sizes!r}; choose from "
+                       f"{', '.join(PARENT_SIZES)}")
     scan_images(data)  # a missing or empty folder fails here, before any directory is made
     world, dev = distributed.setup(device)
     if world.enabled and out is None:
@@ -268,7 +275,8 @@ def cluster_folder(data, *, k: int, k_parent: int | None = None, model=None, pre
         if world.is_main:
             _start_run_files(out, ds, model_dir, clear_model, log, {
                 "data": str(Path(data).resolve()), "k": k, "k_parent": k_parent, "seed": seed,
-                "features": features, "parents": parents, "preset": preset_name, "split": split,
+                "features": features, "parents": parents, "parent_sizes": parent_sizes,
+                "preset": preset_name, "split": split,
                 "model": str(model_dir),
                 "gan": cfg.to_json(), "encoder": dataclasses.asdict(enc_cfg),
                 "labels": str(Path(labels).resolve()) if labels else (
@@ -312,7 +320,8 @@ def cluster_folder(data, *, k: int, k_parent: int | None = None, model=None, pre
         res = hierarchical_kmeans(child_x, parent_x, k=k, k_parent=k_parent, seed=seed,
                                   n_init=5, normalize=True, progress=progress,
                                   max_points_per_centroid=KMEANS_POINTS_PER_CENTROID,
-                                  child_descriptors=rows)
+                                  child_descriptors=rows,
+                                  equal_parents=parent_sizes == "equal")
         _write_assignments(out / "assignments.csv", ds.files, res)
         reps = representatives(child_x, res.child, n=8)
         sizes = np.bincount(res.child, minlength=k)
@@ -452,6 +461,7 @@ def _write_assignments(path: Path, files, res) -> None:
 # images. Measured on the synthetic set (benchmarks/README.md): the embedding with
 # centroid parents scored best, so it is the default.
 PARENTS = ("auto", "silhouette", "features")
+PARENT_SIZES = ("equal", "free")
 
 #: k-means in ``cluster`` trains on at most this many images per cluster (a seeded random
 #: subsample, as faiss does by default with 256), then assigns every image: exact on any
@@ -461,22 +471,20 @@ KMEANS_POINTS_PER_CENTROID = 1024
 
 
 def _silhouette_rows(images, boxes, k: int, child: np.ndarray, blur=None, spread="mad",
-                     seed: int = 0, unit: bool = True):
+                     seed: int = 0, unit: bool = True) -> np.ndarray:
     """One silhouette per child cluster (clusters with too few members get the mean one),
     with ``unit``, centred and scaled to unit length: the grouping compares outlines, not
-    how sharp they are. Returns ``(rows, shapeless)``: the clusters whose members agree on
-    no outline (:func:`fgdiscover.silhouette.shapeless`) do not shape the parents."""
-    from .silhouette import cluster_silhouettes, outline_strength, shapeless
+    how sharp they are (a cluster that mixes shapes has a fainter one)."""
+    from .silhouette import cluster_silhouettes
 
     maps, counts = cluster_silhouettes(images, boxes, child, k, blur=blur, spread=spread,
                                        seed=seed)
     ok = np.isfinite(maps).all(axis=1)
-    outliers = shapeless(np.where(ok, outline_strength(maps), np.nan))
     maps[~ok] = np.average(maps[ok], axis=0, weights=counts[ok])
     if unit:
         maps -= maps.mean(axis=1, keepdims=True)
         maps /= np.maximum(np.linalg.norm(maps, axis=1, keepdims=True), 1e-8)
-    return maps, outliers
+    return maps
 
 
 FEATURES = {

@@ -133,26 +133,3 @@ def _std_spreads(images, boxes, labels, boxed, k, size, blur, batch_size) -> dic
         out[c] = np.sqrt(np.maximum(total_sq[c] / counts[c] - mean ** 2, 0)).mean(axis=0)
     return out
 
-
-def outline_strength(maps: np.ndarray) -> np.ndarray:
-    """How sharply each cluster's members agree on an outline, in [0, 1].
-
-    ``1 - q10 / q90`` of the per-pixel spread (``1 - maps``, up to the row's scale): near 1
-    when the spread inside the object is a small fraction of the spread over the
-    background, near 0 when the members disagree everywhere alike, as in a cluster of
-    mixed shapes or of one shape in several appearances. NaN rows give NaN.
-    """
-    spread = 1 - np.asarray(maps, dtype=np.float64)
-    low, high = np.quantile(spread, [0.1, 0.9], axis=1)
-    return 1 - low / np.maximum(high, 1e-8)
-
-
-def shapeless(strength: np.ndarray, z: float = 3.0) -> np.ndarray:
-    """Clusters whose :func:`outline_strength` is a low outlier among the clusters': below
-    the median by more than ``z`` robust standard deviations (1.4826 x the median absolute
-    deviation). None when the strengths do not spread (MAD 0)."""
-    s = np.asarray(strength, dtype=np.float64)
-    ok = np.isfinite(s)
-    med = np.median(s[ok])
-    mad = 1.4826 * np.median(np.abs(s[ok] - med))
-    return ok & (s < med - z * mad) if mad > 0 else np.zeros(len(s), dtype=bool)

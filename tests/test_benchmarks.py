@@ -276,3 +276,38 @@ def test_perf_rejects_an_unknown_section(tmp_path):
     assert run.returncode == 2
     assert run.stderr.startswith("error: unknown section(s) ['gpu']")
     assert not (tmp_path / "p.md").exists()
+
+
+def test_parents_corruptions_make_the_errors_they_name():
+    parents = load("parents")
+    child = np.repeat(np.arange(6), 50)
+    parent = child // 3
+    rng = np.random.default_rng
+    assert (parents.corrupt(child, parent, "clean", rng(0)) == child).all()
+    noisy = parents.corrupt(child, parent, "noise", rng(0))
+    assert 0.1 < (noisy != child).mean() < 0.2  # 20 % moved, a sixth of them to their own
+    merged = parents.corrupt(child, parent, "merge-split", rng(0))
+    assert len(np.unique(merged)) == 6  # one class emptied, one split: still 6 clusters
+    pure = [len(np.unique(parent[merged == c])) == 1 for c in np.unique(merged)]
+    assert pure.count(False) == 1  # the merged cluster mixes two parents
+    with pytest.raises(ValueError):
+        parents.corrupt(child, parent, "typo", rng(0))
+
+
+def test_parents_corrupted_mode_scores_every_grouping(tmp_path):
+    from fgdiscover.data.synthetic import make_synthetic
+
+    data = tmp_path / "data"
+    make_synthetic(data, n=80, n_parent=2, children_per_parent=2, size=16, seed=0)
+    results = tmp_path / "parents.jsonl"
+    proc = run_script("parents", "--corrupt", data, "--cache-dir", tmp_path / "cache",
+                      "--trials", 1, "--size", 16, "--k-parent", 2, "--results", results)
+    assert proc.returncode == 0, proc.stderr
+    rec = json.loads(results.read_text())
+    assert {"oracle", "silhouette", "free sizes", "std, not unit, free, 5 restarts (before)"} <= set(
+        rec["parent_nmi"])
+    for by_kind in rec["parent_nmi"].values():
+        assert set(by_kind) == {"clean", "noise", "pair-mix", "merge-split"}
+        assert all(0 <= v <= 1 for v in sum(by_kind.values(), []))
+    assert rec["parent_nmi"]["oracle"]["clean"] == [1.0]
+    assert "| silhouette |" in proc.stdout

@@ -9,6 +9,7 @@ from sklearn.exceptions import NotFittedError
 from fgdiscover.cluster import (
     FaissKMeans,
     assign_children_to_parents,
+    balanced_kmeans,
     hierarchical_kmeans,
     representatives,
 )
@@ -289,33 +290,58 @@ def test_hierarchy_groups_children_by_their_descriptors(nested_blobs):
         hierarchical_kmeans(x, k=6, k_parent=2, child_descriptors=lambda c: np.full((6, 2), np.nan))
 
 
-def test_left_out_descriptors_do_not_take_a_parent_of_their_own(nested_blobs):
-    """A child cluster whose descriptor is far from every other would take a parent for
-    itself; left out, it joins the nearest parent and the true two are found."""
+def test_equal_parents_keep_an_outlying_child_cluster_from_taking_a_parent(nested_blobs):
+    """A child cluster whose descriptor is far from all others takes a parent of its own
+    in free k-means, merging two true parents; with equal parents (3 + 3) it cannot."""
     x, child, parent = nested_blobs
 
     def rows(labels):
         r = np.stack([np.eye(2)[parent[labels == c]].mean(0) for c in range(6)])
-        odd = int(np.bincount(labels, minlength=6).argmax())
-        r[odd] = [0.5, -3.0]  # far from both parents, nearer to neither
-        return r, np.arange(6) == odd
+        r[np.bincount(labels, minlength=6).argmax()] = [0.5, -4.0]  # the odd one
+        return r
 
-    kept = hierarchical_kmeans(x, k=6, k_parent=2, seed=0,
-                               child_descriptors=lambda c: rows(c)[0])
-    left = hierarchical_kmeans(x, k=6, k_parent=2, seed=0, child_descriptors=rows)
-    odd = int(np.bincount(left.child, minlength=6).argmax())
-    assert np.bincount(kept.child_to_parent, minlength=2).min() == 1  # the odd one alone
-    assert kept.child_to_parent[odd] != np.delete(kept.child_to_parent, odd)[0]
-    _assert_consistent(left, len(x), 6, 2)
-    others = np.flatnonzero(left.child != odd)
-    assert nmi(parent[others], left.parent[others]) > 0.99
-    with pytest.raises(ValueError, match="mask of 6"):
-        hierarchical_kmeans(x, k=6, k_parent=2,
-                            child_descriptors=lambda c: (rows(c)[0], np.zeros(5, bool)))
-    # fewer than k_parent rows left in: all rows shape the parents
-    all_out = hierarchical_kmeans(x, k=6, k_parent=2, seed=0,
-                                  child_descriptors=lambda c: (rows(c)[0], np.arange(6) > 0))
-    np.testing.assert_array_equal(all_out.child_to_parent, kept.child_to_parent)
+    free = hierarchical_kmeans(x, k=6, k_parent=2, seed=0, child_descriptors=rows,
+                               equal_parents=False)
+    equal = hierarchical_kmeans(x, k=6, k_parent=2, seed=0, child_descriptors=rows)
+    assert sorted(np.bincount(free.child_to_parent)) == [1, 5]
+    assert np.bincount(equal.child_to_parent).tolist() == [3, 3]
+    _assert_consistent(equal, len(x), 6, 2)
+    odd = np.bincount(equal.child, minlength=6).argmax()
+    others = equal.child != odd
+    assert nmi(parent[others], equal.parent[others]) > 0.99
+
+
+def test_balanced_kmeans_gives_equal_groups_of_least_inertia():
+    rng = np.random.default_rng(0)
+    # three tight blobs of 5, 3 and 1 points: groups of 3 must split the first blob
+    x = np.concatenate([rng.normal(0, 0.01, (5, 2)), rng.normal((100, 0), 0.01, (3, 2)),
+                        [[0.0, 3.0]]])
+    labels = balanced_kmeans(x, 3, seed=0)
+    assert np.bincount(labels).tolist() == [3, 3, 3]
+    assert len(set(labels[5:8])) == 1  # the blob of 3 stays whole
+    # the best of all 280 partitions into three groups of three
+    import itertools
+
+    def inertia(lab):
+        return sum(((x[lab == j] - x[lab == j].mean(0)) ** 2).sum() for j in range(3))
+
+    best = min(inertia(np.array(p)) for p in itertools.product(range(3), repeat=9)
+               if sorted(np.bincount(p, minlength=3)) == [3, 3, 3])
+    assert inertia(labels) == pytest.approx(best)
+    # 10 rows into 4 groups: sizes 3, 3, 2, 2; the same seed gives the same labels
+    y = rng.normal(size=(10, 3))
+    assert sorted(np.bincount(balanced_kmeans(y, 4, seed=1))) == [2, 2, 3, 3]
+    np.testing.assert_array_equal(balanced_kmeans(y, 4, seed=1), balanced_kmeans(y, 4, seed=1))
+
+
+def test_balanced_kmeans_weights_pull_the_centres():
+    x = np.array([[0.0], [1.0], [10.0], [11.0]])
+    labels = balanced_kmeans(x, 2, sample_weight=[1, 100, 1, 1], seed=0)
+    assert labels[0] == labels[1] != labels[2] == labels[3]
+    with pytest.raises(ValueError, match="n_clusters"):
+        balanced_kmeans(x, 5)
+    with pytest.raises(ValueError, match="positive"):
+        balanced_kmeans(x, 2, sample_weight=[1, 0, 1, 1])
 
 
 def test_hierarchy_uses_every_parent_even_against_the_majority(nested_blobs):

@@ -3,8 +3,7 @@
 import numpy as np
 import pytest
 
-from fgdiscover.silhouette import (cluster_silhouettes, outline_strength, shapeless,
-                                   square_boxes)
+from fgdiscover.silhouette import cluster_silhouettes, square_boxes
 
 
 def shapes_on_noise(n=40, res=32, seed=0):
@@ -85,23 +84,3 @@ def test_square_boxes_keep_the_centre_and_stay_inside():
     np.testing.assert_allclose(sq[1], [0, 0, 32, 32])  # larger than the image: all of it
     np.testing.assert_allclose(sq[2], [28, 1, 32, 5])
 
-
-def test_outline_strength_tells_a_shape_from_a_mix_of_appearances():
-    """Discs in one colour share an outline; discs in two colours on noise disagree inside
-    the object too, so their outline is weaker."""
-    images, boxes, labels = shapes_on_noise(n=80, seed=2)
-    recoloured = images.copy()
-    discs = np.flatnonzero(labels == 0)
-    red = np.all(images[discs] == (220, 40, 40), axis=-1)
-    for j, i in enumerate(discs[::2]):  # every other disc turns green
-        recoloured[i][red[2 * j]] = (40, 200, 40)
-    one, _ = cluster_silhouettes(images, boxes, labels, 2, size=8)
-    two, _ = cluster_silhouettes(recoloured, boxes, labels, 2, size=8)
-    assert outline_strength(one)[0] > outline_strength(two)[0] + 0.2
-    assert np.isnan(outline_strength(np.full((1, 4), np.nan))).all()
-
-
-def test_shapeless_flags_only_low_outliers():
-    s = np.array([0.8, 0.82, 0.78, 0.85, 0.2, 0.81, 0.79, 0.99, np.nan])
-    assert shapeless(s).tolist() == [False] * 4 + [True] + [False] * 4
-    assert not shapeless(np.array([0.5, 0.5, 0.5, 0.1])).any()  # no spread: no outliers
