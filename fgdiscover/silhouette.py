@@ -71,8 +71,8 @@ def cluster_silhouettes(images: np.ndarray, boxes: np.ndarray, labels: np.ndarra
         (rows of clusters with fewer than 2 boxed members are NaN)
     counts : int array (k,), boxed members per cluster (all of them, sampled or not)
 
-    Memory is O(k * size^2) for ``"std"`` and O(max_members * size^2) for ``"mad"``,
-    whatever the number of images.
+    Memory is O(k * size^2), and O(max_members * size^2) more for ``"mad"``, whatever the
+    number of images.
     """
     if spread not in ("mad", "std"):
         raise ValueError(f"spread must be 'mad' or 'std', got {spread!r}")
