@@ -114,6 +114,14 @@ def _duration(seconds) -> str:
     return (f"{h} h {m} min" if h else f"{m} min {s} s" if m else f"{s} s")
 
 
+def _parents_from(cfg: dict) -> str:
+    """How the run grouped child clusters into parents, e.g. "silhouette, equal sizes"."""
+    parents = str(cfg.get("parents", "features"))
+    free_anyway = parents == "features" and cfg.get("features") == "child"  # image-level
+    sizes = cfg.get("parent_sizes")  # runs before --parent-sizes do not record it
+    return f"{parents}, {sizes} sizes" if sizes and not free_anyway else parents
+
+
 def _summary(info) -> str:
     from .visualize import skipped_list
 
@@ -127,7 +135,7 @@ def _summary(info) -> str:
         ("k (child clusters)", str(info.clusters.get("k", cfg.get("k")))),
         ("parent clusters", str(info.clusters.get("k_parent", cfg.get("k_parent")))),
         ("features clustered", escape(str(cfg.get("features", "embedding")))),
-        ("parents from", escape(str(cfg.get("parents", "features")))),
+        ("parents from", escape(_parents_from(cfg))),
         ("preset / device", escape(f"{cfg.get('preset')} / {cfg.get('device')}")),
         ("time", _duration(s.get("wall_s")) + (
             " (FineGAN trained in this run)" if s.get("trained_gan") else "")),

@@ -128,6 +128,10 @@ def test_cluster_leaves_pictures_and_a_self_contained_report(tiny_cluster_run):
     for href in ("assignments.csv", "clusters.json", "metrics.json"):
         assert f'href="{href}"' in html and (run_dir / href).is_file()
     assert "nmi" in html and "Parent cluster 1" in html
+    # the default grouping: silhouettes (the synthetic set has boxes), 2 children per parent
+    assert "<td>parents from</td><td>silhouette, equal sizes</td>" in html
+    clusters = json.loads((run_dir / "clusters.json").read_text())["clusters"]
+    assert sorted(np.bincount([c["parent_cluster"] for c in clusters]).tolist()) == [2, 2]
     info = RunInfo.load(run_dir)
     assert info.labels_source()[0].name == "labels.csv" and info.n_images == 48
 
@@ -193,3 +197,14 @@ def test_progress_keeps_writing_while_a_step_does_not_move():
                               buf.getvalue().splitlines())
     time.sleep(0.2)
     assert len(buf.getvalue().splitlines()) == after  # nothing after close
+
+
+def test_report_names_how_parents_were_grouped():
+    from fgdiscover.report import _parents_from
+
+    assert _parents_from({"parents": "silhouette", "parent_sizes": "free"}) == \
+        "silhouette, free sizes"
+    # parent probabilities group images, never in equal sizes
+    assert _parents_from({"parents": "features", "features": "child",
+                          "parent_sizes": "equal"}) == "features"
+    assert _parents_from({"parents": "features"}) == "features"  # before --parent-sizes
