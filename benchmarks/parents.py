@@ -59,11 +59,11 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
-from fgdiscover.cluster import (DESCRIPTOR_RESTARTS, FaissKMeans,  # noqa: E402
-                                assign_children_to_parents, balanced_kmeans)  # noqa: E402
+from fgdiscover.cluster import (DESCRIPTOR_RESTARTS,  # noqa: E402
+                                assign_children_to_parents, group_rows)
 from fgdiscover.embed import Embeddings  # noqa: E402
 from fgdiscover.metrics import score  # noqa: E402
-from fgdiscover.pipeline import _silhouette_rows, load_images  # noqa: E402
+from fgdiscover.pipeline import _silhouette_rows, load_images, unit_length_rows  # noqa: E402
 
 
 def _mass(child: np.ndarray, values: np.ndarray, k: int) -> np.ndarray:
@@ -90,16 +90,14 @@ def _counts(lab, sizes, k_parent):
 
 def kmeans_rows(rows, sizes, k_parent, seed, n_init=5):
     """Weighted k-means of one row per child cluster -> (k, k_parent) one-hot counts."""
-    lab = FaissKMeans(k_parent, seed=seed, n_init=n_init).fit_predict(
-        np.asarray(rows, np.float32), sample_weight=np.maximum(sizes, 1e-6))
-    return _counts(lab, sizes, k_parent)
+    return _counts(group_rows(rows, sizes, k_parent, equal=False, seed=seed, n_init=n_init),
+                   sizes, k_parent)
 
 
 def equal_rows(rows, sizes, k_parent, seed, n_init=DESCRIPTOR_RESTARTS * 5):
     """The same with parents of equal numbers of child clusters (what ``cluster`` does)."""
-    lab = balanced_kmeans(rows, k_parent, sample_weight=np.maximum(sizes, 1e-6), seed=seed,
-                          n_init=n_init)
-    return _counts(lab, sizes, k_parent)
+    return _counts(group_rows(rows, sizes, k_parent, seed=seed, n_init=n_init),
+                   sizes, k_parent)
 
 
 def ward_rows(rows, sizes, k_parent):
@@ -149,9 +147,12 @@ def variants(ctx) -> dict:
 
 def _silhouettes(ds, rows, child, k, seed):
     """The silhouettes of the child clusters: MAD or standard deviation, unit or raw."""
-    return {f"{spread}{' unit' if unit else ''}": _silhouette_rows(
-        ds.images[rows], ds.bboxes[rows], k, child, spread=spread, seed=seed, unit=unit)
-        for spread in ("mad", "std") for unit in (True, False)}
+    out = {}
+    for spread in ("mad", "std"):
+        raw = _silhouette_rows(ds.images[rows], ds.bboxes[rows], k, child, spread=spread,
+                               seed=seed, unit=False)
+        out[spread], out[f"{spread} unit"] = raw, unit_length_rows(raw.copy())
+    return out
 
 
 def run_one(run: Path, cache_dir, seed_override=None) -> dict:

@@ -627,6 +627,19 @@ def balanced_kmeans(x, n_clusters: int, *, sample_weight=None, seed: int = 0,
     return best
 
 
+def group_rows(rows, sizes, k_parent: int, *, equal: bool = True, seed: int = 0,
+               n_init: int = 5, **kmeans_kwargs) -> np.ndarray:
+    """Parent of each of k rows (one per child cluster), by k-means weighted by the
+    clusters' ``sizes``: into groups of equal numbers of rows (:func:`balanced_kmeans`)
+    or, with ``equal=False``, of any size (:class:`FaissKMeans` with ``kmeans_kwargs``).
+    Empty clusters weigh (almost) nothing but keep their place among the rows."""
+    weight = np.maximum(np.asarray(sizes, dtype=np.float64), 1e-6)
+    if equal:
+        return balanced_kmeans(rows, k_parent, sample_weight=weight, seed=seed, n_init=n_init)
+    return FaissKMeans(k_parent, seed=seed, n_init=n_init, **kmeans_kwargs).fit_predict(
+        np.asarray(rows, dtype=np.float32), sample_weight=weight)
+
+
 #: Restarts of the k-means that groups the k child clusters' rows (descriptors or centres)
 #: into parents, as a multiple of the child level's.
 DESCRIPTOR_RESTARTS = 10
@@ -731,19 +744,13 @@ def hierarchical_kmeans(
         else:  # already in the child level's whitened / normalised space
             rows = child_km.cluster_centers_
         # k rows are cheap to group and a poor local optimum costs a whole parent
-        n_init = DESCRIPTOR_RESTARTS * kmeans_kwargs.get("n_init", 5)
-        # empty clusters weigh (almost) nothing but keep their place among the rows
-        weight = np.maximum(sizes, 1e-6)
-        if equal_parents:
-            row_parent = balanced_kmeans(rows, k_parent, sample_weight=weight, seed=seed,
-                                         n_init=n_init)
-        else:
-            settings = {key: v for key, v in kmeans_kwargs.items()
-                        if key not in ("whiten", "normalize")}
-            row_parent = FaissKMeans(k_parent, seed=seed, **{**settings, "n_init": n_init}
-                                     ).fit_predict(rows, sample_weight=weight)
+        settings = {key: v for key, v in kmeans_kwargs.items()
+                    if key not in ("whiten", "normalize")}
+        settings["n_init"] = DESCRIPTOR_RESTARTS * kmeans_kwargs.get("n_init", 5)
+        row_parent = group_rows(rows, sizes, k_parent, equal=equal_parents, seed=seed,
+                                **settings)
         counts = np.zeros((k, k_parent), dtype=np.float64)
-        counts[np.arange(k), row_parent] = weight
+        counts[np.arange(k), row_parent] = np.maximum(sizes, 1e-6)
 
     bar.update()
     bar.close()

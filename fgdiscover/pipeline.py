@@ -481,10 +481,14 @@ def _silhouette_rows(images, boxes, k: int, child: np.ndarray, blur=None, spread
                                        seed=seed)
     ok = np.isfinite(maps).all(axis=1)
     maps[~ok] = np.average(maps[ok], axis=0, weights=counts[ok])
-    if unit:
-        maps -= maps.mean(axis=1, keepdims=True)
-        maps /= np.maximum(np.linalg.norm(maps, axis=1, keepdims=True), 1e-8)
-    return maps
+    return unit_length_rows(maps) if unit else maps
+
+
+def unit_length_rows(rows: np.ndarray) -> np.ndarray:
+    """``rows`` centred (each on its own mean) and scaled to unit length, in place."""
+    rows -= rows.mean(axis=1, keepdims=True)
+    rows /= np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-8)
+    return rows
 
 
 FEATURES = {

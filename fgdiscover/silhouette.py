@@ -84,12 +84,16 @@ def cluster_silhouettes(images: np.ndarray, boxes: np.ndarray, labels: np.ndarra
     counts = np.bincount(labels[boxed], minlength=k).astype(np.int64)
     maps = np.full((k, size * size), np.nan, dtype=np.float32)
     if spread == "std":
-        spreads = _std_spreads(images, boxes, labels, boxed, k, size, blur, batch_size)
+        spreads = _std_spreads(images, boxes, labels, boxed, counts, size, blur, batch_size)
     else:
         rng = np.random.default_rng(seed)
         spreads = {}
+        # boxed images grouped by cluster, in index order within each: one sort, not k scans
+        boxed_idx = np.flatnonzero(boxed)
+        by_cluster = np.split(boxed_idx[np.argsort(labels[boxed_idx], kind="stable")],
+                              np.cumsum(counts)[:-1])
         for c in np.flatnonzero(counts >= 2):
-            members = np.flatnonzero(boxed & (labels == c))
+            members = by_cluster[c]
             if len(members) > max_members:
                 members = np.sort(rng.choice(members, max_members, replace=False))
             crops = _box_crops(images, boxes, members, size, blur)
@@ -113,11 +117,12 @@ def _box_crops(images, boxes, idx, size, blur) -> np.ndarray:
     return roi_align(x, rois, output_size=size, aligned=True).double().numpy()
 
 
-def _std_spreads(images, boxes, labels, boxed, k, size, blur, batch_size) -> dict:
-    """Cluster -> (size, size) per-pixel standard deviation, by running sums."""
+def _std_spreads(images, boxes, labels, boxed, counts, size, blur, batch_size) -> dict:
+    """Cluster -> (size, size) per-pixel standard deviation, by running sums
+    (``counts``: boxed members per cluster)."""
+    k = len(counts)
     total = np.zeros((k, 3, size, size))
     total_sq = np.zeros((k, 3, size, size))
-    counts = np.zeros(k, dtype=np.int64)
     for start in range(0, len(images), batch_size):
         idx = np.flatnonzero(boxed[start:start + batch_size]) + start
         if len(idx) == 0:
@@ -126,7 +131,6 @@ def _std_spreads(images, boxes, labels, boxed, k, size, blur, batch_size) -> dic
         lab = labels[idx]
         np.add.at(total, lab, crops)
         np.add.at(total_sq, lab, crops ** 2)
-        np.add.at(counts, lab, 1)
     out = {}
     for c in np.flatnonzero(counts >= 2):
         mean = total[c] / counts[c]
